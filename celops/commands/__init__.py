@@ -1,0 +1,12 @@
+"""One module per command, each with ``build_parser()`` and ``main(argv=None) -> int``."""
+
+# command name -> module name; the single list setup.cfg, bin/, docs and tests agree on.
+COMMANDS = {
+    "cev-dump": "cev_dump",
+    "cev-cam": "cev_cam",
+    "cq-ls": "cq_ls",
+    "cq-len": "cq_len",
+    "cq-peek": "cq_peek",
+    "cq-purge": "cq_purge",
+    "cctl": "cctl",
+}

@@ -1,0 +1,197 @@
+"""Which broker to talk to, and connections to it that fail fast and politely.
+
+Resolution order: ``-b/--broker``, ``$CELOPS_BROKER_URL``, ``$CELERY_BROKER_URL``,
+the ``-A`` app's ``broker_url``, then ``redis://localhost:6379/0``. An ``-A``
+app also contributes ``broker_transport_options`` (``global_keyprefix``,
+``sep``, ``priority_steps``...) and its queue names, whichever URL wins.
+"""
+
+import os
+import sys
+import threading
+from urllib.parse import unquote, urlsplit
+
+from celops.core.exits import BrokerUnavailable, UsageError
+from celops.core.redact import redact_url
+
+DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_TIMEOUT = 5.0
+
+# kombu's defaults for the Redis transport (kombu/transport/redis.py).
+REDIS_SEP = "\x06\x16"
+REDIS_PRIORITY_STEPS = (0, 3, 6, 9)
+
+_TRANSPORTS = {"redis": "redis", "rediss": "redis", "amqp": "amqp", "amqps": "amqp",
+               "pyamqp": "amqp", "librabbitmq": "amqp"}
+
+
+class Broker:
+    """A resolved broker: its URL, transport options, the app's queues, and where it came from."""
+
+    def __init__(self, url, source, transport_options=None, queues=None, app=None):
+        self.url = url
+        self.source = source
+        self.transport_options = dict(transport_options or {})
+        self.queues = queues
+        self.app = app
+        parts = urlsplit(url)
+        self.transport = _TRANSPORTS.get(parts.scheme)
+        if self.transport is None:
+            raise UsageError(f"unsupported broker URL scheme {parts.scheme!r} in {redact_url(url)} "
+                             "(use redis://, rediss://, amqp:// or amqps://)")
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.path = parts.path
+
+    def __repr__(self):
+        return f"<Broker {self.redacted_url} from {self.source}>"
+
+    @property
+    def redacted_url(self):
+        return redact_url(self.url)
+
+    # Redis key layout -------------------------------------------------------
+
+    @property
+    def db(self):
+        """The Redis database number from the URL path (``/3``) or ``?db=``, default 0."""
+        digits = self.path.strip("/")
+        return int(digits) if digits.isdigit() else int(self.transport_options.get("db", 0) or 0)
+
+    @property
+    def keyprefix(self):
+        return self.transport_options.get("global_keyprefix", "") or ""
+
+    @property
+    def sep(self):
+        return self.transport_options.get("sep", REDIS_SEP)
+
+    @property
+    def priority_steps(self):
+        return tuple(self.transport_options.get("priority_steps", REDIS_PRIORITY_STEPS))
+
+    def key(self, name):
+        """The Redis key of ``name`` with the app's ``global_keyprefix``."""
+        return f"{self.keyprefix}{name}"
+
+    def priority_keys(self, queue):
+        """``(step, key)`` of every priority list of a Redis queue, step 0 on the bare name."""
+        return [(step, self.key(f"{queue}{self.sep}{step}" if step else queue))
+                for step in self.priority_steps]
+
+    # RabbitMQ ---------------------------------------------------------------
+
+    @property
+    def vhost(self):
+        """The AMQP virtual host: the URL path without its leading slash, ``/`` when empty."""
+        path = self.path[1:] if self.path.startswith("/") else self.path
+        return unquote(path) or "/"
+
+    # Connections ------------------------------------------------------------
+
+    def redis(self, timeout=DEFAULT_TIMEOUT):
+        """A pinged redis-py client (hiredis parser when installed); raises BrokerUnavailable."""
+        if self.transport != "redis":
+            raise UsageError(f"this needs a Redis broker, not {self.redacted_url}")
+        import redis
+
+        def connect():
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=timeout,
+                                          socket_timeout=max(timeout, 1.0), db=self.db)
+            client.ping()
+            return client
+
+        return within(timeout, connect, self.url)
+
+    def kombu(self, timeout=DEFAULT_TIMEOUT):
+        """A connected kombu Connection for either transport; raises BrokerUnavailable."""
+        import kombu
+
+        url = self.url.replace("pyamqp://", "amqp://", 1)
+        transport_options = dict(self.transport_options)
+        if self.transport == "redis":
+            transport_options.setdefault("socket_connect_timeout", timeout)
+
+        def connect():
+            connection = kombu.Connection(url, connect_timeout=timeout, transport_options=transport_options)
+            connection.connect()
+            if self.transport == "redis":  # kombu's redis transport connects lazily: prove it
+                connection.default_channel.client.ping()
+            return connection
+
+        return within(timeout, connect, self.url)
+
+
+def within(timeout, connect, url):
+    """Run ``connect()`` but give up after ``timeout`` seconds, whatever blocks it.
+
+    A DNS lookup or a half-open TCP connect can outlast the client's own
+    timeouts; a daemon thread lets the command report 69 on time instead.
+    """
+    outcome = {}
+
+    def attempt():
+        try:
+            outcome["value"] = connect()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=attempt, name="celops-connect", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    if worker.is_alive():
+        raise BrokerUnavailable(url, f"no answer within {timeout:g}s")
+    if "error" in outcome:
+        exc = outcome["error"]
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise exc
+        raise BrokerUnavailable(url, redact_url(_reason(exc))) from exc
+    return outcome["value"]
+
+
+def _reason(exc):
+    text = str(exc).strip()
+    if exc.__class__.__name__ == "AccessRefused" or "ACCESS_REFUSED" in text:
+        return "authentication refused"
+    return text or exc.__class__.__name__
+
+
+def resolve(args, environ=os.environ):
+    """The Broker the command's options and environment point at (see module doc)."""
+    app = load_app(args.app) if getattr(args, "app", None) else None
+    candidates = [
+        (getattr(args, "broker", None), "--broker"),
+        (environ.get("CELOPS_BROKER_URL"), "CELOPS_BROKER_URL"),
+        (environ.get("CELERY_BROKER_URL"), "CELERY_BROKER_URL"),
+        (app_broker_url(app) if app else None, "--app"),
+        (DEFAULT_URL, "default"),
+    ]
+    url, source = next((url, source) for url, source in candidates if url)
+    transport_options = app.conf.broker_transport_options if app else {}
+    queues = list(app.amqp.queues) if app else None
+    return Broker(url, source, transport_options=transport_options, queues=queues, app=app)
+
+
+def load_app(spec):
+    """Import ``MODULE[:ATTR]`` the way ``celery -A`` does, with the cwd importable."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    from celery.app.utils import find_app
+
+    try:
+        return find_app(spec)
+    except Exception as exc:
+        raise UsageError(f"cannot load app {spec!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def app_broker_url(app):
+    """The app's write broker URL with its password (redacted only when shown)."""
+    conf = app.conf
+    url = conf.broker_write_url or conf.broker_url
+    if isinstance(url, (list, tuple)):  # failover lists: the first is the primary
+        url = url[0]
+    if url and ";" in url:
+        url = url.split(";", 1)[0]
+    return url or app.connection_for_write().as_uri(include_password=True)

@@ -1,0 +1,240 @@
+"""Common options, declared once, and the entry wrapper every command runs through.
+
+The wrapper owns the pipe contract's edges: exit statuses, the one error
+format (``PROG: error: ...``), quiet ``BrokenPipeError`` and Ctrl-C, and no
+traceback without ``--debug``.
+"""
+
+import argparse
+import os
+import sys
+
+from celops import __version__
+from celops.core.exits import CelopsError, ExitStatus, UsageError
+
+EXIT_STATUS_SECTION = (
+    "0 ok; 1 the job's own negative result (no replies, threshold exceeded); "
+    "2 usage error; 65 bad input data; 69 broker unavailable; 130 interrupted (Ctrl-C)."
+)
+
+# Live completion helpers, shared by the bash and zsh scripts. They are bounded
+# by `timeout` and the commands' own -t, so a dead broker never hangs a shell.
+_LIVE_BASH = r'''
+_celops_live() {
+  command -v "$1" >/dev/null 2>&1 || return 0
+  timeout 3 "$@" 2>/dev/null | sed -n "s/.*\"$_celops_field\":\"\([^\"]*\)\".*/\1/p"
+}
+_celops_queues() { local _celops_field=queue; compgen -W "$(_celops_live cq-ls -t 1)" -- "$1"; }
+_celops_workers() { local _celops_field=hostname; compgen -W "$(_celops_live cctl ping -t 1)" -- "$1"; }
+'''
+_LIVE_ZSH = r'''
+_celops_live() {
+  (( $+commands[$1] )) || return 0
+  timeout 3 "$@" 2>/dev/null | sed -n "s/.*\"$_celops_field\":\"\([^\"]*\)\".*/\1/p"
+}
+_celops_queues() { local _celops_field=queue; local -a q; q=(${(f)"$(_celops_live cq-ls -t 1)"}); _describe queue q; }
+_celops_workers() { local _celops_field=hostname; local -a w; w=(${(f)"$(_celops_live cctl ping -t 1)"}); _describe worker w; }
+'''
+COMPLETION_PREAMBLE = {"bash": _LIVE_BASH, "zsh": _LIVE_ZSH}
+QUEUE_NAMES = {"bash": "_celops_queues", "zsh": "_celops_queues"}
+WORKER_NAMES = {"bash": "_celops_workers", "zsh": "_celops_workers"}
+
+
+def complete_with(action, completer):
+    """Attach a live completer (QUEUE_NAMES, WORKER_NAMES) to an argparse action."""
+    action.complete = completer
+    return action
+
+
+class _ParserExit(Exception):
+    def __init__(self, status):
+        self.status = status
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that writes to the injected streams and raises instead of exiting.
+
+    ``man_sections`` holds extra man page sections as ``(HEADING, text)``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.io = None
+        self.man_sections = [("EXIT STATUS", EXIT_STATUS_SECTION)]
+
+    def _print_message(self, message, file=None):
+        if not message:
+            return
+        if self.io is None:
+            super()._print_message(message, file)
+        elif file is sys.stderr:
+            self.io.stderr.write(message)
+        else:
+            self.io.stdout.write(message.encode())
+
+    def exit(self, status=0, message=None):
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _ParserExit(status)
+
+    def error(self, message):
+        raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
+
+
+def command_parser(prog, description, *, broker=True, timeout=None, timeout_help=None, epilog=None):
+    """A parser with the common options every command shares, declared here once.
+
+    ``timeout`` is the default of ``-t/--timeout``; each command says what
+    its timeout means in ``timeout_help``.
+    """
+    summary, _, rest = (description or "").strip().partition("\n")
+    parser = CommandParser(prog=prog, description=description.strip(), epilog=epilog)
+    parser.man_short_description = summary.rstrip(".")
+    common = parser.add_argument_group("common options")
+    if broker:
+        common.add_argument(
+            "-b", "--broker", metavar="URL",
+            help="broker URL (redis://, rediss://, amqp://, amqps://); default: $CELOPS_BROKER_URL, "
+                 "$CELERY_BROKER_URL, the -A app's broker_url, then redis://localhost:6379/0")
+        common.add_argument(
+            "-A", "--app", metavar="MODULE[:ATTR]",
+            help="Celery app whose broker_url, broker_transport_options and queues are used")
+    common.add_argument(
+        "-t", "--timeout", type=positive_float, default=timeout, metavar="SECONDS",
+        help=timeout_help or "give up on the broker after this long")
+    common.add_argument("-u", "--unbuffered", action="store_true",
+                        help="flush after every record (the default on a terminal)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    common.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def add_input_options(parser, what="NDJSON records"):
+    """Positional input files and ``--strict``, for commands that read NDJSON."""
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help=f"files of {what} to read; - or none means standard input")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad input line (exit 65)")
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+class IO:
+    """The streams a command uses: binary stdin/stdout, text stderr. Tests inject their own."""
+
+    def __init__(self, stdin=None, stdout=None, stderr=None):
+        self.stdin = stdin if stdin is not None else sys.stdin.buffer
+        self.stdout = stdout if stdout is not None else sys.stdout.buffer
+        self.stderr = stderr if stderr is not None else sys.stderr
+
+    def stdout_is_tty(self):
+        return _isatty(self.stdout)
+
+    def stdin_is_tty(self):
+        return _isatty(self.stdin)
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Context:
+    """What ``run`` gets: the parsed args, the streams, and shared helpers."""
+
+    def __init__(self, prog, args, io):
+        self.prog = prog
+        self.args = args
+        self.io = io
+        self._out = None
+        self._broker = None
+
+    @property
+    def out(self):
+        """The NDJSON writer on stdout (flushes per line on a TTY or with -u)."""
+        if self._out is None:
+            from celops.core.ndjson import Writer
+
+            self._out = Writer(self.io.stdout, flush_each=self.args.unbuffered or self.io.stdout_is_tty())
+        return self._out
+
+    @property
+    def broker(self):
+        """The resolved broker (see ``celops.core.broker.resolve``)."""
+        if self._broker is None:
+            from celops.core.broker import resolve
+
+            self._broker = resolve(self.args, os.environ)
+        return self._broker
+
+    def reader(self):
+        from celops.core.ndjson import Reader
+
+        return Reader(self.args.files, self.io.stdin, self.warn, strict=self.args.strict)
+
+    def warn(self, message):
+        """A diagnostic line on stderr: ``PROG: message``."""
+        self.io.stderr.write(f"{self.prog}: {message}\n")
+        self.io.stderr.flush()
+
+    def error(self, message):
+        self.warn(f"error: {message}")
+
+
+def execute(build_parser, run, argv=None, io=None):
+    """Parse ``argv``, call ``run(ctx)``, and map every ending onto one exit status."""
+    io = io or IO()
+    parser = build_parser()
+    parser.io = io
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ctx = Context(parser.prog, None, io)
+    try:
+        ctx.args = parser.parse_args(argv)
+        status = run(ctx)
+        if ctx._out is not None:
+            ctx._out.flush()
+        return int(status if status is not None else ExitStatus.OK)
+    except _ParserExit as exc:
+        return exc.status
+    except BrokenPipeError:
+        _quiet_closed_stdout(io)
+        return ExitStatus.OK
+    except KeyboardInterrupt:
+        return ExitStatus.INTERRUPTED
+    except CelopsError as exc:
+        ctx.error(str(exc))
+        return exc.status
+    except Exception as exc:  # the last line of defence: one line, no traceback
+        if "--debug" in argv:
+            import traceback
+
+            traceback.print_exc(file=io.stderr)
+        else:
+            from celops.core.redact import redact_url
+
+            ctx.error(redact_url(f"{type(exc).__name__}: {exc}"))
+        return ExitStatus.FAILURE
+
+
+def _quiet_closed_stdout(io):
+    """Point fd 1 at /dev/null so the interpreter's final flush cannot complain.
+
+    This is the recipe from the Python docs (signal module, "Note on SIGPIPE").
+    """
+    try:
+        fd = io.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

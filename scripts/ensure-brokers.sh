@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install (as root, from Debian) and start what the tests need when it is missing:
+# redis-server, rabbitmq-server with its management plugin, jq, man, zsh.
+# Idempotent: on a machine that has it all running, it only checks.
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
+command -v jq >/dev/null || missing+=(jq)
+command -v man >/dev/null || missing+=(man-db)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "ensure-brokers: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The shared Redis on 6379 is left alone when it runs (tests start private ones).
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "ensure-brokers: starting redis-server on 6379" >&2
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+fi
+
+if ! rabbitmqctl -q status >/dev/null 2>&1; then
+  echo "ensure-brokers: starting rabbitmq-server" >&2
+  rabbitmq-server -detached
+fi
+timeout 120 rabbitmqctl -q await_startup >/dev/null
+
+if ! rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1; then
+  echo "ensure-brokers: enabling rabbitmq_management" >&2
+  rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+fi
+for _ in $(seq 1 120); do
+  curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 && exit 0
+  sleep 0.5
+done
+echo "ensure-brokers: the RabbitMQ management API did not come up on 127.0.0.1:15672" >&2
+exit 1

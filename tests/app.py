@@ -1,0 +1,46 @@
+"""The example Celery app the tests run real workers of.
+
+The broker comes from $CELOPS_TEST_BROKER; $CELOPS_TEST_TRANSPORT_OPTIONS
+(JSON) sets broker_transport_options, e.g. a Redis global_keyprefix.
+"""
+
+import json
+import os
+import time
+
+from celery import Celery
+
+app = Celery("tests", broker=os.environ.get("CELOPS_TEST_BROKER", "redis://127.0.0.1:6379/15"))
+app.conf.update(
+    broker_transport_options=json.loads(os.environ.get("CELOPS_TEST_TRANSPORT_OPTIONS") or "{}"),
+    broker_connection_retry_on_startup=True,
+    task_send_sent_event=True,
+    worker_send_task_events=True,
+    worker_hijack_root_logger=False,
+    worker_prefetch_multiplier=1,
+    task_acks_late=False,
+)
+
+
+@app.task
+def add(x, y):
+    return x + y
+
+
+@app.task
+def fail(message="boom"):
+    raise ValueError(message)
+
+
+@app.task
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(bind=True, max_retries=3)
+def flaky(self, failures=1):
+    """Retries ``failures`` times, then succeeds."""
+    if self.request.retries < failures:
+        raise self.retry(countdown=0.1, exc=RuntimeError("not yet"))
+    return "ok"

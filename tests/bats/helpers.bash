@@ -1,0 +1,46 @@
+# Shared setup for the bats tests: commands from bin/, a private Redis, a private
+# RabbitMQ vhost and real workers, all through tests/support.py (the same code
+# the pytest fixtures use), and torn down afterwards.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export PATH="$ROOT/bin:$PATH"
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || PY=python3
+bats_require_minimum_version 1.5.0
+load "$ROOT/node_modules/bats-support/load"
+load "$ROOT/node_modules/bats-assert/load"
+
+support() { (cd "$ROOT" && "$PY" -m tests.support "$@"); }
+
+# start_redis: exports REDIS_URL (db 0 of a private redis-server) and REDIS_PID.
+start_redis() {
+  local port pid
+  read -r port pid < <(support redis-start "$BATS_FILE_TMPDIR/redis")
+  export REDIS_PORT="$port" REDIS_PID="$pid" REDIS_URL="redis://127.0.0.1:$port/0"
+}
+
+stop_redis() { [ -z "${REDIS_PID:-}" ] || kill "$REDIS_PID" 2>/dev/null || true; }
+
+# start_vhost: exports AMQP_URL and AMQP_VHOST, a private vhost on the local RabbitMQ.
+start_vhost() {
+  export AMQP_URL AMQP_VHOST
+  AMQP_URL="$(support vhost-create)"
+  AMQP_VHOST="${AMQP_URL##*/}"
+}
+
+stop_vhost() { [ -z "${AMQP_VHOST:-}" ] || support vhost-delete "$AMQP_VHOST"; }
+
+# start_worker BROKER_URL [QUEUE...]: exports WORKER (its hostname) and WORKER_PID once it answers ping.
+start_worker() {
+  local name pid
+  read -r name pid < <(support worker-start "$1" "$BATS_FILE_TMPDIR" "${@:2}")
+  export WORKER="$name" WORKER_PID="$pid"
+}
+
+# stop_worker: SIGTERM the worker's process group, SIGKILL what is left after 15 s.
+stop_worker() {
+  [ -n "${WORKER_PID:-}" ] || return 0
+  kill -TERM -- "-$WORKER_PID" 2>/dev/null || return 0
+  for _ in $(seq 1 150); do kill -0 "$WORKER_PID" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL -- "-$WORKER_PID" 2>/dev/null || true
+}

@@ -1,0 +1,189 @@
+"""Real brokers and workers for the tests: a private redis-server, a private
+RabbitMQ vhost, and `celery worker` processes of tests/app.py.
+
+Used by tests/conftest.py and, through its command line, by tests/bats.
+Readiness is always checked by pinging, never by sleeping a fixed time.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RABBIT_API = os.environ.get("CELOPS_TEST_RABBIT_API", "http://127.0.0.1:15672/api")
+RABBIT_AUTH = ("guest", "guest")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what):
+    """Poll ``predicate`` until it is true; fail loudly naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, in its own directory."""
+
+    def __init__(self, directory, port=None):
+        self.directory = directory
+        self.port = port or free_port()
+        self.process = None
+
+    def url(self, db=0):
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self):
+        os.makedirs(self.directory, exist_ok=True)
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory, "--databases", "64",
+             "--logfile", os.path.join(self.directory, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.ping, 20, f"redis-server on port {self.port}")
+        return self
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class RabbitVhost:
+    """A private vhost on the running RabbitMQ, made and removed through the management API."""
+
+    def __init__(self, name=None):
+        self.name = name or f"celops-test-{uuid.uuid4().hex[:10]}"
+
+    def url(self):
+        return f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    def create(self):
+        put = requests.put(f"{RABBIT_API}/vhosts/{self.name}", auth=RABBIT_AUTH, timeout=10)
+        put.raise_for_status()
+        perms = requests.put(f"{RABBIT_API}/permissions/{self.name}/guest", auth=RABBIT_AUTH, timeout=10,
+                             json={"configure": ".*", "write": ".*", "read": ".*"})
+        perms.raise_for_status()
+        return self
+
+    def delete(self):
+        requests.delete(f"{RABBIT_API}/vhosts/{self.name}", auth=RABBIT_AUTH, timeout=10)
+
+
+def worker_env(broker_url, transport_options=None):
+    env = dict(os.environ, CELOPS_TEST_BROKER=broker_url, PYTHONPATH=ROOT)
+    if transport_options:
+        env["CELOPS_TEST_TRANSPORT_OPTIONS"] = json.dumps(transport_options)
+    return env
+
+
+def ping(broker_url, hostname, transport_options=None, timeout=1.0):
+    """True when worker ``hostname`` answers a celery ping on ``broker_url``."""
+    from celery import Celery
+
+    app = Celery("celops-test-ping", broker=broker_url, set_as_current=False)
+    app.conf.broker_transport_options = transport_options or {}
+    try:
+        return bool(app.control.ping(destination=[hostname], timeout=timeout))
+    except Exception:
+        return False
+    finally:
+        app.close()
+
+
+class Worker:
+    """A real `celery worker -E` of tests/app.py, in its own process group."""
+
+    def __init__(self, broker_url, name=None, queues=None, concurrency=2, pool="prefork",
+                 transport_options=None, logdir=None, extra_args=()):
+        self.broker_url = broker_url
+        self.hostname = f"{name or 'w'}-{uuid.uuid4().hex[:6]}@celops-test"
+        self.queues = queues
+        self.concurrency = concurrency
+        self.pool = pool
+        self.transport_options = transport_options
+        self.logfile = os.path.join(logdir or "/tmp", f"{self.hostname}.log")
+        self.extra_args = list(extra_args)
+        self.process = None
+
+    def start(self, timeout=60):
+        cmd = [sys.executable, "-m", "celery", "-A", "tests.app", "worker", "-E", "-n", self.hostname,
+               "-P", self.pool, "-c", str(self.concurrency), "--without-gossip", "--without-mingle",
+               "-l", "info", "-f", self.logfile, *self.extra_args]
+        if self.queues:
+            cmd += ["-Q", ",".join(self.queues)]
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env=worker_env(self.broker_url, self.transport_options),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not ping(self.broker_url, self.hostname, self.transport_options, timeout=0.5):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.hostname} exited {self.process.returncode}; see {self.logfile}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"worker {self.hostname} did not answer ping; see {self.logfile}")
+        return self
+
+    def kill(self, sig=signal.SIGKILL):
+        """Signal the whole process group (the pool's children too)."""
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.kill(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+            self.process.wait(5)
+        self.kill(signal.SIGKILL)  # stray pool children, if any
+
+
+def _cli(argv):
+    """Shell access for bats: start/stop brokers and workers, printing what to export."""
+    command, *rest = argv
+    if command == "redis-start":
+        server = RedisServer(rest[0]).start()
+        print(f"{server.port} {server.process.pid}")
+        server.process = None  # leave it running; bats stops it by pid
+    elif command == "vhost-create":
+        print(RabbitVhost(rest[0] if rest else None).create().url())
+    elif command == "vhost-delete":
+        RabbitVhost(rest[0]).delete()
+    elif command == "worker-start":
+        broker_url, logdir, *queues = rest
+        worker = Worker(broker_url, logdir=logdir, queues=queues or None).start()
+        print(f"{worker.hostname} {worker.process.pid}")
+    else:
+        raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    _cli(sys.argv[1:])

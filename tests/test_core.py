@@ -1,0 +1,270 @@
+"""The thin core: resolution, redaction, NDJSON in and out, exits, fast --help."""
+
+import argparse
+import datetime
+import io
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import orjson
+import pytest
+
+from celops.commands import COMMANDS
+from celops.core import cli
+from celops.core.broker import Broker, resolve
+from celops.core.ndjson import MAX_LINE_BYTES, dumps
+from celops.core.redact import redact, redact_url
+from tests.conftest import run_bin, run_command
+from tests.support import ROOT
+
+
+# Resolution order ---------------------------------------------------------------
+
+def _args(**kwargs):
+    return argparse.Namespace(**{"broker": None, "app": None, **kwargs})
+
+
+@pytest.mark.parametrize("args, environ, expected", [
+    (_args(broker="redis://b/1"), {"CELOPS_BROKER_URL": "redis://c/2", "CELERY_BROKER_URL": "redis://d/3"},
+     ("redis://b/1", "--broker")),
+    (_args(), {"CELOPS_BROKER_URL": "redis://c/2", "CELERY_BROKER_URL": "redis://d/3"},
+     ("redis://c/2", "CELOPS_BROKER_URL")),
+    (_args(), {"CELERY_BROKER_URL": "amqp://d//"}, ("amqp://d//", "CELERY_BROKER_URL")),
+    (_args(), {}, ("redis://localhost:6379/0", "default")),
+])
+def test_resolution_order(args, environ, expected):
+    broker = resolve(args, environ)
+    assert (broker.url, broker.source) == expected
+
+
+def test_app_broker_and_transport_options(monkeypatch):
+    monkeypatch.setenv("CELOPS_TEST_BROKER", "redis://127.0.0.1:1234/7")
+    monkeypatch.setenv("CELOPS_TEST_TRANSPORT_OPTIONS", '{"global_keyprefix": "pfx:", "sep": ":"}')
+    monkeypatch.chdir(ROOT)
+    sys.modules.pop("tests.app", None)
+    broker = resolve(_args(app="tests.app"), {})
+    sys.modules.pop("tests.app", None)
+    assert (broker.url, broker.source) == ("redis://127.0.0.1:1234/7", "--app")
+    assert broker.keyprefix == "pfx:" and broker.db == 7
+    assert broker.priority_keys("q") == [(0, "pfx:q"), (3, "pfx:q:3"), (6, "pfx:q:6"), (9, "pfx:q:9")]
+    assert "celery" in broker.queues
+    # an explicit URL still wins, but the app's transport options stay
+    broker = resolve(_args(app="tests.app"), {"CELERY_BROKER_URL": "redis://other/0"})
+    assert broker.url == "redis://other/0" and broker.keyprefix == "pfx:"
+
+
+def test_app_with_global_keyprefix_on_a_real_redis(redis_server, unique):
+    """cq-ls -A finds a queue the app declared under its global_keyprefix."""
+    url = redis_server.url(0)
+    env = {"CELOPS_TEST_BROKER": url, "CELOPS_TEST_TRANSPORT_OPTIONS": '{"global_keyprefix": "%s:"}' % unique,
+           "PYTHONPATH": ROOT}
+    publish = (f"from tests.app import add; add.apply_async((1, 2), queue='{unique}-q')")
+    subprocess.run([sys.executable, "-c", publish], cwd=ROOT, env=dict(os.environ, **env), check=True)
+    result = run_bin("cq-ls", "-A", "tests.app", env=env)
+    assert result.status == 0, result
+    assert f"{unique}-q" in [r["queue"] for r in result.records]
+    plain = run_bin("cq-ls", "-b", url)
+    assert f"{unique}-q" not in [r["queue"] for r in plain.records]
+
+
+def test_broker_urls_parse():
+    assert Broker("amqp://u:p@h:5672/vh", "x").vhost == "vh"
+    assert Broker("amqp://u:p@h:5672//", "x").vhost == "/"
+    assert Broker("amqps://h", "x").vhost == "/"
+    assert Broker("rediss://:p@h:6380/4", "x").db == 4
+    with pytest.raises(Exception, match="unsupported broker URL scheme"):
+        Broker("sqs://k:s@", "x")
+
+
+# Redaction ---------------------------------------------------------------------
+
+def test_redact_urls_and_secret_fields():
+    assert redact_url("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
+    assert redact_url("amqp://user:s3cret@h//") == "amqp://user:***@h//"
+    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+    reply = {"broker": {"alternates": ["amqp://u:s3cret@h2//"], "password": "s3cret", "userid": "u"},
+             "broker_url": "redis://:s3cret@h/0", "result_backend": "db+postgresql://u:s3cret@h/db",
+             "broker_transport_options": {"sentinel_kwargs": {"password": "s3cret"}}, "n": 3}
+    assert "s3cret" not in orjson.dumps(redact(reply)).decode()
+    assert redact(reply)["broker"]["userid"] == "u" and redact(reply)["n"] == 3
+
+
+@pytest.mark.parametrize("url", ["redis://:s3cretpw@127.0.0.1:1/0", "amqp://guest:s3cretpw@127.0.0.1:1//"])
+def test_password_never_in_errors(url):
+    result = run_bin("cq-ls", "-b", url, "-t", "1")
+    assert result.status == 69
+    assert "s3cretpw" not in result.stderr + result.stdout.decode()
+    assert "***" in result.stderr
+
+
+class RequirePass:
+    """The private Redis with a password for the duration of a test."""
+
+    def __init__(self, redis_server, password):
+        import redis
+
+        self.client = redis.Redis.from_url(redis_server.url(0))
+        self.password = password
+        self.url = redis_server.url(0).replace("redis://", f"redis://:{password}@")
+
+    def __enter__(self):
+        self.client.config_set("requirepass", self.password)
+        self.client = self.client.__class__.from_url(self.url)
+        return self
+
+    def __exit__(self, *exc):
+        self.client.config_set("requirepass", "")
+
+
+def test_password_never_in_output(redis_server):
+    with RequirePass(redis_server, "s3cretpw") as secured:
+        result = run_bin("cq-ls", "-b", secured.url)
+    assert result.status == 0, result
+    assert result.records and all(r["broker"].startswith("redis://:***@") for r in result.records)
+    assert b"s3cretpw" not in result.stdout and "s3cretpw" not in result.stderr
+
+
+def test_redis_auth_refused(redis_server):
+    with RequirePass(redis_server, "s3cretpw") as secured:
+        result = run_bin("cq-ls", "-b", secured.url.replace("s3cretpw", "wrong"), "-t", "2")
+    assert result.status == 69 and "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "wrong" not in result.stderr
+
+
+# Unreachable brokers -------------------------------------------------------------
+
+@pytest.mark.parametrize("url, reason", [
+    ("redis://127.0.0.1:1/0", "refused"),
+    ("amqp://guest:guest@127.0.0.1:1//", "refused"),
+    ("redis://no-such-host.invalid:6379/0", ""),
+    ("amqp://guest:guest@no-such-host.invalid:5672//", ""),
+    ("amqp://guest:wrong-password@127.0.0.1:5672//", "authentication refused"),
+])
+def test_unreachable_broker_exits_69_with_one_line(url, reason):
+    started = time.monotonic()
+    result = run_bin("cq-ls", "-b", url, "-t", "2")
+    assert time.monotonic() - started < 2 + 1.5  # interpreter start-up on top of --timeout
+    assert result.status == 69, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cq-ls: error: cannot reach broker "), result
+    assert reason.lower() in lines[0].lower()
+    assert result.stdout == b""
+
+
+def test_rabbitmq_listing_in_a_private_vhost(rabbit_vhost, unique):
+    import kombu
+
+    with kombu.Connection(rabbit_vhost.url()) as connection:
+        kombu.Queue(unique, channel=connection.default_channel).declare()
+    result = run_bin("cq-ls", "-b", rabbit_vhost.url())
+    assert result.status == 0, result
+    assert unique in [r["queue"] for r in result.records]
+    assert all(r["broker"].startswith("amqp://guest:***@") for r in result.records)
+
+
+# NDJSON writer ----------------------------------------------------------------------
+
+class Pointish(tuple):
+    pass
+
+
+def test_writer_encodings():
+    when = datetime.datetime(2026, 11, 22, 3, 40, 1, tzinfo=datetime.timezone.utc)
+    record = {"when": when, "ids": {"b"}, "pair": (1, 2), "text": b"hi", "blob": b"\xff\x00",
+              "id": uuid.UUID(int=1), "delta": datetime.timedelta(seconds=1.5)}
+    line = dumps(record)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and b" " not in line
+    decoded = orjson.loads(line)
+    assert decoded == {"when": "2026-11-22T03:40:01+00:00", "ids": ["b"], "pair": [1, 2], "text": "hi",
+                       "blob": "/wA=", "id": "00000000-0000-0000-0000-000000000001", "delta": 1.5}
+    assert b"__type__" not in line
+
+
+# NDJSON reader, through the shared entry wrapper -------------------------------------------
+
+def _echo_parser():
+    parser = cli.command_parser("echo-records", "Echo records.", broker=False)
+    cli.add_input_options(parser)
+    return parser
+
+
+def _echo(ctx):
+    reader = ctx.reader()
+    for record in reader.records():
+        ctx.out.write(record)
+    return 65 if reader.bad_lines else 0
+
+
+def echo(argv, stdin):
+    return run_command(lambda argv, io: cli.execute(_echo_parser, _echo, argv, io), argv, stdin)
+
+
+def test_reader_reports_bad_lines_and_goes_on():
+    stdin = b'{"a": 1}\n\nnot json\n[1, 2]\n{"b": 2}\n' + b"x" * (MAX_LINE_BYTES + 10) + b'\n{"c": 3}\n'
+    result = echo([], stdin)
+    assert result.status == 65
+    assert result.records == [{"a": 1}, {"b": 2}, {"c": 3}]
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith("echo-records: <stdin>:3: not JSON")
+    assert errors[1] == "echo-records: <stdin>:4: not a JSON object but list"
+    assert errors[2] == f"echo-records: <stdin>:6: line longer than {MAX_LINE_BYTES} bytes"
+    assert len(errors) == 3
+
+
+def test_reader_strict_stops_at_first_bad_line(tmp_path):
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(b'{"a": 1}\n{oops\n{"b": 2}\n')
+    result = echo(["--strict", str(path)], b"")
+    assert result.status == 65
+    assert result.records == [{"a": 1}]
+    assert result.stderr == f"echo-records: error: {path}:2: not JSON: " + result.stderr.split("not JSON: ")[1]
+
+
+def test_reader_files_and_stdin_and_missing_file(tmp_path):
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(b'{"from": "file"}\n')
+    result = echo([str(path), "-", str(tmp_path / "missing")], b'{"from": "stdin"}\n')
+    assert result.records == [{"from": "file"}, {"from": "stdin"}]
+    assert result.status == 65 and "missing: No such file or directory" in result.stderr
+
+
+def test_usage_error_exits_2():
+    result = echo(["--no-such-option"], b"")
+    assert result.status == 2
+    assert result.stderr.startswith("echo-records: error: unrecognized arguments: --no-such-option")
+
+
+def test_unexpected_error_is_one_line_without_debug_and_a_traceback_with():
+    def boom(ctx):
+        raise RuntimeError("amqp://u:s3cret@h// exploded")
+
+    def main(argv, io):
+        return cli.execute(_echo_parser, boom, argv, io)
+
+    quiet = run_command(main, [])
+    assert quiet.status == 1 and quiet.stderr == "echo-records: error: RuntimeError: amqp://u:***@h// exploded\n"
+    loud = run_command(main, ["--debug"])
+    assert loud.status == 1 and "Traceback" in loud.stderr
+
+
+# Fast start ------------------------------------------------------------------------------
+
+HEAVY = ("celery", "kombu", "redis", "requests", "amqp")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_nothing_heavy(command, flag):
+    code = (
+        "import io, sys\n"
+        f"from celops.commands.{COMMANDS[command]} import main\n"
+        "from celops.core.cli import IO\n"
+        f"status = main([{flag!r}], io=IO(stdout=io.BytesIO(), stderr=io.StringIO()))\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "assert status == 0, status\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

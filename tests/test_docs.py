@@ -1,0 +1,56 @@
+"""Every command has help, a man page that renders, and completions; none has drifted."""
+
+import configparser
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from celops.commands import COMMANDS
+from tests.conftest import run_bin
+from tests.support import ROOT
+
+
+def console_scripts():
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    return {line.split("=")[0].strip(): line.split("=")[1].strip() for line in lines}
+
+
+def test_console_scripts_match_the_command_table():
+    assert console_scripts() == {name: f"celops.commands.{module}:main" for name, module in COMMANDS.items()}
+
+
+def test_generated_files_have_not_drifted():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_docs.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_man_page_and_completions(command):
+    result = run_bin(command, "--help")
+    assert result.status == 0 and result.stdout.startswith(b"usage: " + command.encode())
+    version = run_bin(command, "--version")
+    assert version.status == 0 and version.stdout.decode().startswith(command + " ")
+
+    rendered = subprocess.run(["man", "-l", os.path.join(ROOT, "man", f"{command}.1")], capture_output=True,
+                              text=True, env=dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="80"))
+    assert rendered.returncode == 0 and "EXIT STATUS" in rendered.stdout and command in rendered.stdout
+
+    bash = os.path.join(ROOT, "completions", "bash", command)
+    assert subprocess.run(["bash", "-n", bash]).returncode == 0
+    assert f"complete " in open(bash).read() and command in open(bash).read()
+    zsh = os.path.join(ROOT, "completions", "zsh", f"_{command}")
+    assert open(zsh).read().startswith(f"#compdef {command}")
+    if shutil.which("zsh"):
+        assert subprocess.run(["zsh", "-n", zsh]).returncode == 0
+
+
+def test_vocabulary_man_page_renders():
+    rendered = subprocess.run(["man", "-l", os.path.join(ROOT, "man", "celops.7")], capture_output=True, text=True,
+                              env=dict(os.environ, MANPAGER="cat", PAGER="cat"))
+    assert rendered.returncode == 0 and "celops-gap" in rendered.stdout
