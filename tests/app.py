@@ -15,7 +15,6 @@ app.conf.update(
     broker_transport_options=json.loads(os.environ.get("CELOPS_TEST_TRANSPORT_OPTIONS") or "{}"),
     broker_connection_retry_on_startup=True,
     task_send_sent_event=True,
-    worker_send_task_events=True,
     worker_hijack_root_logger=False,
     worker_prefetch_multiplier=1,
     task_acks_late=False,

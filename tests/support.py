@@ -115,10 +115,10 @@ def ping(broker_url, hostname, transport_options=None, timeout=1.0):
 
 
 class Worker:
-    """A real `celery worker -E` of tests/app.py, in its own process group."""
+    """A real `celery worker` of tests/app.py (``-E`` unless events=False), in its own process group."""
 
     def __init__(self, broker_url, name=None, queues=None, concurrency=2, pool="prefork",
-                 transport_options=None, logdir=None, extra_args=()):
+                 transport_options=None, logdir=None, events=True, extra_args=()):
         self.broker_url = broker_url
         self.hostname = f"{name or 'w'}-{uuid.uuid4().hex[:6]}@celops-test"
         self.queues = queues
@@ -126,11 +126,11 @@ class Worker:
         self.pool = pool
         self.transport_options = transport_options
         self.logfile = os.path.join(logdir or "/tmp", f"{self.hostname}.log")
-        self.extra_args = list(extra_args)
+        self.extra_args = (["-E"] if events else []) + list(extra_args)
         self.process = None
 
     def start(self, timeout=60):
-        cmd = [sys.executable, "-m", "celery", "-A", "tests.app", "worker", "-E", "-n", self.hostname,
+        cmd = [sys.executable, "-m", "celery", "-A", "tests.app", "worker", "-n", self.hostname,
                "-P", self.pool, "-c", str(self.concurrency), "--without-gossip", "--without-mingle",
                "-l", "info", "-f", self.logfile, *self.extra_args]
         if self.queues:
