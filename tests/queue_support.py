@@ -5,11 +5,12 @@ import time
 from celery import Celery
 
 
-def publish(url, sends, transport_options=None, serializer="json"):
+def publish(url, sends, transport_options=None, serializer="json", protocol=2):
     """Send ``tests.app.add`` once per ``(queue, priority, args)``; return the task ids in order."""
     app = Celery("celops-test-publisher", broker=url, set_as_current=False)
     app.conf.broker_transport_options = transport_options or {}
     app.conf.task_serializer = serializer
+    app.conf.task_protocol = protocol
 
     @app.task(name="tests.app.add")
     def add(x, y):
