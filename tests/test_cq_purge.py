@@ -60,6 +60,10 @@ def test_redis_consent_dry_run_and_what_survives(fresh_redis_url, unique):
     assert client.get("other:app:key") == b"precious" and client.hlen("unacked") == 1
     assert any(key.startswith(b"_kombu.binding.") for key in client.keys())
 
+    not_a_queue = run_command(cq_purge.main, ["-b", url, "-Q", "keep,other:app:key", "-f"])
+    assert not_a_queue.status == 1 and "'other:app:key' is not a queue list" in not_a_queue.stderr
+    assert client.get("other:app:key") == b"precious" and lengths(url, "keep") == {"keep": 3}
+
 
 def test_redis_global_keyprefix_app_with_force(fresh_redis_url, unique):
     options = '{"global_keyprefix": "pfx:"}'
@@ -75,8 +79,6 @@ def test_redis_unacked_counted_and_purged(fresh_redis_url, unique, start_worker)
     """Prefetched messages survive a plain purge; --unacked drops their restore copies."""
     url = fresh_redis_url
     worker = start_worker(url, queues=[unique], concurrency=2, events=False)
-    app_ids = publish(url, [(unique, 0, (0, 0))])  # warm-up: the worker is consuming
-    assert app_ids
     from celery import Celery
 
     app = Celery("celops-test-sleeper", broker=url, set_as_current=False)

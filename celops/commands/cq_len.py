@@ -112,9 +112,9 @@ def _measurer(ctx, broker, names):
     """A function returning one batch of queue records, reusing one connection across ticks."""
     timeout = ctx.args.timeout
     if broker.transport == "redis":
-        from celops.core.queues import existing_queues, redis_lengths
+        from celops.core.queues import existing_queues, redis_client, redis_lengths
 
-        client = broker.redis(timeout)
+        client = redis_client(broker, timeout)
 
         def measure():
             queues = names or existing_queues(broker, timeout, client=client)

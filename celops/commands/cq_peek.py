@@ -89,13 +89,13 @@ def run(ctx):
 
 def _redis_messages(ctx, broker, queue, offset, limit):
     """Walk the priority lists in delivery order: step 0 first; within a list, the right end (oldest) first."""
-    client = broker.redis(ctx.args.timeout)
+    from celops.core.queues import checked_length, redis_client
+
+    client = redis_client(broker, ctx.args.timeout)
     keys = [key for _, key in broker.priority_keys(queue)]
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.llen(key)
     remaining = limit
-    for key, length in zip(keys, pipe.execute()):
+    for key, length in zip(keys, client.pipeline(("LLEN", key) for key in keys)):
+        length = checked_length(key, length)
         if offset >= length:
             offset -= length
             continue
@@ -103,7 +103,7 @@ def _redis_messages(ctx, broker, queue, offset, limit):
         for start in range(offset, end, CHUNK):
             stop = min(start + CHUNK, end)
             # delivery position p is list index -(p + 1)
-            for raw in reversed(client.lrange(key, -stop, -start - 1)):
+            for raw in reversed(client.call("LRANGE", key, -stop, -start - 1)):
                 yield redis_message(queue, raw)
         if remaining is not None:
             remaining -= end - offset

@@ -15,7 +15,7 @@ print, exactly, and removes nothing.
 import sys
 
 from celops.core import cli
-from celops.core.exits import UsageError
+from celops.core.exits import CelopsError, UsageError
 from celops.core.rabbit import add_management_option
 
 
@@ -105,9 +105,11 @@ class RedisPurger:
     """Counts and purges Redis queues: their priority lists and, if asked, their unacked entries."""
 
     def __init__(self, ctx, broker):
+        from celops.core.queues import redis_client
+
         self.broker = broker
         self.timeout = ctx.args.timeout
-        self.client = broker.redis(self.timeout)
+        self.client = redis_client(broker, self.timeout)
         self.with_unacked = ctx.args.unacked
 
     def existing(self):
@@ -115,51 +117,58 @@ class RedisPurger:
 
         return existing_queues(self.broker, self.timeout, client=self.client)
 
+    def _keys(self, queues):
+        return [key for queue in queues for _, key in self.broker.priority_keys(queue)]
+
+    def _lengths(self, keys):
+        """LLEN of every key, in one pipeline; a key that is not a list stops everything."""
+        from celops.core.queues import checked_length
+
+        return [checked_length(key, length) for key, length in zip(keys, self.client.pipeline(
+            ("LLEN", key) for key in keys))]
+
     def counts(self, queues):
-        pipe = self.client.pipeline(transaction=False)
-        for queue in queues:
-            for _, key in self.broker.priority_keys(queue):
-                pipe.llen(key)
-        return self._records(queues, pipe.execute(), self._unacked_tags(queues) if self.with_unacked else None)
+        keys = self._keys(queues)
+        return self._records(queues, self._lengths(keys), self._unacked_tags(queues) if self.with_unacked else None)
 
     def purge(self, queues):
         """LLEN and DEL every priority list in one MULTI/EXEC, so the counts are exactly what went."""
-        tags = self._unacked_tags(queues) if self.with_unacked else None
-        pipe = self.client.pipeline(transaction=True)
-        for queue in queues:
-            for _, key in self.broker.priority_keys(queue):
-                pipe.llen(key)
-                pipe.delete(key)
-        if tags:
-            from celops.core.queues import unacked_key
+        from celops.core.queues import unacked_key
 
-            every_tag = [tag for queue_tags in tags.values() for tag in queue_tags]
-            pipe.hdel(unacked_key(self.broker), *every_tag)
-            pipe.zrem(self.broker.key(self.broker.transport_options.get("unacked_index_key", "unacked_index")),
-                      *every_tag)
-        replies = pipe.execute()
-        lengths = replies[0:2 * len(queues) * len(self.broker.priority_steps):2]
-        return self._records(queues, lengths, tags)
+        tags = self._unacked_tags(queues) if self.with_unacked else None
+        keys = self._keys(queues)
+        self._lengths(keys)  # never DEL a key of another type that happens to bear a queue's name
+        commands = [command for key in keys for command in (("LLEN", key), ("DEL", key))]
+        every_tag = [tag for queue_tags in (tags or {}).values() for tag in queue_tags]
+        if every_tag:
+            index_key = self.broker.key(self.broker.transport_options.get("unacked_index_key", "unacked_index"))
+            commands += [("HDEL", unacked_key(self.broker), *every_tag), ("ZREM", index_key, *every_tag)]
+        *_, replies = self.client.pipeline([("MULTI",), *commands, ("EXEC",)])
+        if not isinstance(replies, list):
+            raise CelopsError(f"purge transaction failed: {replies}")
+        return self._records(queues, replies[0:2 * len(keys):2], tags)
 
     def _records(self, queues, lengths, tags):
-        steps = len(self.broker.priority_steps)
+        lengths = iter(lengths)
         records = []
-        for index, queue in enumerate(queues):
-            record = {"type": "queue", "queue": queue, "purged": sum(lengths[index * steps:(index + 1) * steps])}
+        for queue in queues:
+            record = {"type": "queue", "queue": queue,
+                      "purged": sum(next(lengths) for _ in self.broker.priority_steps)}
             if tags is not None:
                 record["unacked_purged"] = len(tags.get(queue, ()))
             records.append(record)
         return records
 
     def _unacked_tags(self, queues):
-        """``{queue: [delivery tags]}`` of the unacked entries routed to each queue (one HSCAN)."""
+        """``{queue: [delivery tags]}`` of the unacked entries routed to each queue (HSCAN)."""
         import orjson
 
         from celops.core.queues import unacked_key
 
         wanted = set(queues)
         tags = {}
-        for tag, value in self.client.hscan_iter(unacked_key(self.broker), count=1000):
+        entries = self.client.scan("HSCAN", unacked_key(self.broker))
+        for tag, value in zip(entries, entries):
             try:
                 routing_key = orjson.loads(value)[2]
             except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):

@@ -48,10 +48,10 @@ def add_queue_argument(parser, dest="queues", nargs="*", help="queue name"):
 def existing_queues(broker, timeout, management_url=None, include_internal=False, client=None):
     """Sorted names of the queues the broker knows, plus the app's (or celery's default).
 
-    ``client`` is a Redis client to reuse; without one a new one connects.
+    ``client`` is a ``celops.core.resp.Redis`` to reuse; without one a new one connects.
     """
     if broker.transport == "redis":
-        names = _redis_queues(broker, client or broker.redis(timeout))
+        names = _redis_queues(broker, client or redis_client(broker, timeout))
     else:
         from celops.core.rabbit import Management
 
@@ -61,16 +61,23 @@ def existing_queues(broker, timeout, management_url=None, include_internal=False
     return sorted(name for name in names if include_internal or not is_internal(name))
 
 
+def redis_client(broker, timeout):
+    """A connected, pinged ``celops.core.resp.Redis`` (not redis-py: see that module for why)."""
+    from celops.core.exits import UsageError
+    from celops.core.resp import Redis
+
+    if broker.transport != "redis":
+        raise UsageError(f"this needs a Redis broker, not {broker.redacted_url}")
+    return Redis.connect(broker, timeout)
+
+
 def _redis_queues(broker, client):
     """Queue names from kombu's binding sets ``_kombu.binding.<exchange>``, found by SCAN."""
     pattern = broker.key(BINDING_PREFIX).replace("\\", "\\\\").replace("*", "\\*") + "*"
-    binding_keys = list(client.scan_iter(match=pattern, count=1000))
-    pipe = client.pipeline(transaction=False)
-    for key in binding_keys:
-        pipe.smembers(key)
+    binding_keys = list(client.scan(match=pattern))
     sep = broker.sep.encode()
     names = set()
-    for members in pipe.execute():
+    for members in client.pipeline(("SMEMBERS", key) for key in binding_keys):
         for member in members:
             names.add(member.split(sep)[-1].decode("utf-8", "replace"))
     return names
@@ -89,27 +96,28 @@ def redis_lengths(broker, client, queues, warn):
     routes a task to a queue by a routing key equal to the queue's name).
     A missing list is an empty queue.
     """
-    pipe = client.pipeline(transaction=False)
-    for queue in queues:
-        for _, key in broker.priority_keys(queue):
-            pipe.llen(key)
-    pipe.eval(_UNACKED_BY_ROUTING_KEY, 1, unacked_key(broker), UNACKED_LIMIT)
-    *lengths, routes = pipe.execute(raise_on_error=False)
+    commands = [("LLEN", key) for queue in queues for _, key in broker.priority_keys(queue)]
+    commands.append(("EVAL", _UNACKED_BY_ROUTING_KEY, 1, unacked_key(broker), UNACKED_LIMIT))
+    *lengths, routes = client.pipeline(commands)
     unacked = _unacked_counts(routes, warn)
     lengths = iter(lengths)
     records = []
     for queue in queues:
         by_priority = {}
         for step, key in broker.priority_keys(queue):
-            length = next(lengths)
-            if isinstance(length, Exception):
-                raise CelopsError(f"queue {queue!r}: key {key!r}: {length}")
-            by_priority[str(step)] = length
+            by_priority[str(step)] = checked_length(key, next(lengths))
         ready = sum(by_priority.values())
         records.append({"type": "queue", "queue": queue, "messages": ready, "ready": ready,
                         "unacked": None if unacked is None else unacked.get(queue, 0),
                         "consumers": None, "memory": None, "by_priority": by_priority, "source": "redis"})
     return records
+
+
+def checked_length(key, reply):
+    """An LLEN reply, or an error naming the key when it is not a list."""
+    if isinstance(reply, Exception):
+        raise CelopsError(f"key {key!r} is not a queue list: {reply}")
+    return reply
 
 
 def _unacked_counts(routes, warn):
