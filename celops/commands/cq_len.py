@@ -39,8 +39,9 @@ def build_parser():
     add_management_option(parser)
     parser.man_sections += [
         ("RECORDS",
-         '{"type":"queue","queue":NAME,"messages":N,"ready":N,"unacked":N|null,"consumers":N|null,'
-         '"memory":BYTES|null,"by_priority":{"0":N,"3":N,"6":N,"9":N}|null,"source":"redis"|"management"|"amqp"}'
+         '{"type":"queue","queue":NAME,"messages":N,"ready":N,"unacked":N|null,"consumers":N|null,\n'
+         '   "memory":BYTES|null,"by_priority":{"0":N,"3":N,"6":N,"9":N}|null,\n'
+         '   "source":"redis"|"management"|"amqp"}'
          "\n\nWith --watch every record also has \"timestamp\": epoch seconds of its batch."),
         ("UNACKED ON REDIS",
          "A Redis broker keeps each delivered but unacknowledged message in the hash \"unacked\" "
@@ -59,10 +60,10 @@ def build_parser():
          "celery_queue_consumers{queue} and celery_queue_priority_length{queue,priority} (Redis); "
          "counts a broker does not know are left out."),
         ("EXAMPLES",
-         "cq-len\ncq-len celery video -t 2\ncq-ls | grep -v test | cq-len -\n"
-         "cq-len --textfile /var/lib/node_exporter/celery.prom    # from cron\n"
-         "cq-len --max 1000 >/dev/null || echo 'backlog!'\n"
-         "cq-len --watch 5 | jq -c '[.timestamp, .queue, .messages]'"),
+         "  cq-len\n  cq-len celery video -t 2\n  cq-ls | grep -v test | cq-len -\n"
+         "  cq-len --textfile /var/lib/node_exporter/celery.prom    # from cron\n"
+         "  cq-len --max 1000 >/dev/null || echo 'backlog!'\n"
+         "  cq-len --watch 5 | jq -c '[.timestamp, .queue, .messages]'"),
     ]
     return parser
 

@@ -40,9 +40,9 @@ def build_parser():
     add_management_option(parser)
     parser.man_sections += [
         ("RECORDS",
-         '{"type":"message","queue":Q,"uuid":ID,"id":ID,"task":NAME,"args":[...],"kwargs":{...},'
-         '"eta":ISO|null,"expires":ISO|null,"retries":N,"priority":N|null,"root_id":ID,"parent_id":ID|null,'
-         '"origin":"pid@host","headers":{...},"size":BYTES}\n'
+         '{"type":"message","queue":Q,"uuid":ID,"id":ID,"task":NAME,"args":[...],"kwargs":{...},\n'
+         '   "eta":ISO|null,"expires":ISO|null,"retries":N,"priority":N|null,"root_id":ID,\n'
+         '   "parent_id":ID|null,"origin":"pid@host","headers":{...},"size":BYTES}\n\n'
          'plus "body": "<pickle, N bytes>" for bodies it does not decode and "error" for bodies it cannot; '
          '{"type":"error","queue":Q,"error":WHY,"size":BYTES} for a message that is not a kombu message at all. '
          "eta and expires are kept as the message carries them (ISO 8601 strings); size is the body's bytes."),
@@ -55,9 +55,9 @@ def build_parser():
          "On Redis the view is exact but not atomic: messages consumed or published while cq-peek reads "
          "may be missed or shown twice across a large peek."),
         ("EXAMPLES",
-         "cq-peek celery -n 5\n"
-         "cq-peek celery -n 0 | jq -r 'select(.task == \"app.tasks.resize\") | .uuid' | cctl revoke -\n"
-         "cq-peek video --offset 100 -n 10 | jq -c '[.uuid, .args]'"),
+         "  cq-peek celery -n 5\n"
+         "  cq-peek celery -n 0 | jq -r 'select(.task == \"app.tasks.resize\") | .uuid' | cctl revoke -\n"
+         "  cq-peek video --offset 100 -n 10 | jq -c '[.uuid, .args]'"),
     ]
     return parser
 

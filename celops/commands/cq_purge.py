@@ -34,7 +34,8 @@ def build_parser():
     add_management_option(parser)
     parser.man_sections += [
         ("RECORDS",
-         '{"type":"queue","queue":NAME,"purged":N} per queue; with --unacked also "unacked_purged":N; '
+         '  {"type":"queue","queue":NAME,"purged":N}\n\n'
+         'One per queue; with --unacked also "unacked_purged":N; '
          'with --dry-run also "dry_run":true, and the counts are what would go.'),
         ("UNACKED",
          "A purge removes waiting messages only. Messages a worker has already prefetched are not in the "
@@ -45,10 +46,10 @@ def build_parser():
          "restart the workers. RabbitMQ returns unacked messages to the queue when their consumer goes, "
          "and has no way to purge them: there --unacked is refused."),
         ("EXAMPLES",
-         "cq-purge -Q video                 # asks first, on a terminal\n"
-         "cq-purge -Q video,thumbnails -f   # from cron or a script\n"
-         "cq-purge -X important --dry-run\n"
-         "cq-purge -A proj -f --unacked"),
+         "  cq-purge -Q video                 # asks first, on a terminal\n"
+         "  cq-purge -Q video,thumbnails -f   # from cron or a script\n"
+         "  cq-purge -X important --dry-run\n"
+         "  cq-purge -A proj -f --unacked"),
     ]
     return parser
 
