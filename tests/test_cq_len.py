@@ -36,6 +36,10 @@ def test_redis_lengths_by_priority(fresh_redis_url, unique):
     listed = run_bin("cq-ls", "-b", fresh_redis_url).stdout
     piped = run_command(cq_len.main, ["-b", fresh_redis_url, "-"], stdin=listed + b"plain-name\n")
     assert set(by_queue(piped)) == {unique, ODD_NAME, "celery", "plain-name"}
+    assert run_command(cq_len.main, ["-b", fresh_redis_url, "-"], stdin=b"").records == []
+    bad = run_command(cq_len.main, ["-b", fresh_redis_url, "-"], stdin=b'{"name": "x"}\n{"queue": "good"}\n')
+    assert bad.status == 65 and [r["queue"] for r in bad.records] == ["good"]
+    assert bad.stderr == "cq-len: <stdin>:1: no queue field\n"
 
 
 def test_redis_global_keyprefix_app(redis_server, unique):

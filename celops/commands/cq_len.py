@@ -19,7 +19,7 @@ import sys
 import time
 
 from celops.core import cli
-from celops.core.exits import UsageError
+from celops.core.exits import ExitStatus, UsageError
 from celops.core.queues import UNACKED_LIMIT, add_queue_argument
 from celops.core.rabbit import add_management_option
 
@@ -75,7 +75,8 @@ def run(ctx):
     if args.textfile:
         args.format = "prom"
     broker = ctx.broker
-    measure = _measurer(ctx, broker, _queue_names(ctx))
+    names, bad_lines = _queue_names(ctx)
+    measure = _measurer(ctx, broker, names)
     while True:
         records = measure()
         if args.format == "prom":
@@ -91,22 +92,22 @@ def run(ctx):
     over = [r["queue"] for r in records if args.max is not None and (r["messages"] or 0) > args.max]
     for name in over:
         ctx.warn(f"queue {name!r} holds more than {args.max} messages")
-    return 1 if over else 0
+    if bad_lines:
+        return ExitStatus.DATA_ERROR
+    return ExitStatus.FAILURE if over else ExitStatus.OK
 
 
 def _queue_names(ctx):
-    """The named queues, with ``-`` replaced by names read from stdin; None means all."""
+    """``(names, bad input lines)``: the named queues, ``-`` replaced by names read from stdin; None means all."""
     if not ctx.args.queues:
-        return None
+        return None, 0
     from celops.core.ndjson import Reader
 
     names = []
+    reader = Reader(["-"], ctx.io.stdin, ctx.warn)
     for name in ctx.args.queues:
-        if name == "-":
-            names.extend(Reader(["-"], ctx.io.stdin, ctx.warn).values(["queue"]))
-        else:
-            names.append(name)
-    return list(dict.fromkeys(names))
+        names.extend(reader.values(["queue"]) if name == "-" else [name])
+    return list(dict.fromkeys(names)), reader.bad_lines
 
 
 def _measurer(ctx, broker, names):
@@ -118,7 +119,7 @@ def _measurer(ctx, broker, names):
         client = redis_client(broker, timeout)
 
         def measure():
-            queues = names or existing_queues(broker, timeout, client=client)
+            queues = names if names is not None else existing_queues(broker, timeout, client=client)
             return redis_lengths(broker, client, queues, ctx.warn)
         return measure
 

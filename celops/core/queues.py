@@ -151,7 +151,7 @@ def rabbit_lengths(broker, connection, queues, timeout, management_url, warn):
                      for queue in Management(broker, management_url, timeout).queues(_MANAGEMENT_COLUMNS)}
     except BrokerUnavailable as exc:
         warn(f"{exc}; falling back to passive queue_declare (ready messages and consumers only)")
-        names = queues or sorted(broker.queues or ["celery"])
+        names = queues if queues is not None else sorted(broker.queues or ["celery"])
         return [_declared_length(connection, name, warn) for name in names]
     if queues is None:
         queues = sorted({*described, *(broker.queues or ["celery"])} - {n for n in described if is_internal(n)})
