@@ -46,27 +46,49 @@ RECORDS = {
         },
     },
     "queue": {
-        "produced_by": "cq-ls, cq-len, cq-purge", "consumed_by": "cq-len (-), cq-purge (-)",
+        "produced_by": "cq-ls, cq-len, cq-purge", "consumed_by": "cq-len (-)",
         "summary": "One queue: its name and, depending on the command, its counts.",
         "fields": {
             "type": "\"queue\"",
             "queue": "str: queue name",
             "broker": "str: redacted broker URL (cq-ls)",
-            "messages": "int: ready + unacked (cq-len)",
-            "purged": "int: messages removed (cq-purge)",
+            "messages": "int: messages in the queue (cq-len; Redis: the sum of its priority lists, "
+                        "unacked not included; RabbitMQ management API: ready + unacked)",
+            "ready": "int: messages waiting to be delivered (cq-len)",
+            "unacked": "int or null: delivered, not yet acknowledged; null when unknown (cq-len)",
+            "consumers": "int or null: consumers (cq-len; RabbitMQ only)",
+            "memory": "int or null: bytes the broker uses for the queue (cq-len; RabbitMQ management API only)",
+            "by_priority": "object or null: messages per priority list, keyed by step as a string, "
+                           "e.g. {\"0\": 5, \"3\": 0, \"6\": 1, \"9\": 0} (cq-len; Redis only)",
+            "source": "str: where the counts come from: redis, management (RabbitMQ management API) or "
+                      "amqp (passive queue_declare: ready and consumers only) (cq-len)",
+            "timestamp": "float: epoch seconds of the batch (cq-len --watch)",
+            "purged": "int: messages removed, or that would be with --dry-run (cq-purge)",
+            "unacked_purged": "int: unacked-hash entries removed (cq-purge --unacked, Redis)",
+            "dry_run": "true: nothing was removed (cq-purge --dry-run)",
         },
     },
     "message": {
         "produced_by": "cq-peek", "consumed_by": "cctl revoke - (uuid)",
-        "summary": "One queued task message, decoded without being consumed.",
+        "summary": "One queued task message, decoded without being consumed (pickle is never unpickled).",
         "fields": {
             "type": "\"message\"",
             "queue": "str",
             "uuid": "str: task id",
             "id": "str: the same as uuid (the task message's own name for it)",
             "task": "str: task name",
-            "args": "list", "kwargs": "object",
-            "size": "int: bytes",
+            "args": "list or null: null when the body is not decoded",
+            "kwargs": "object or null",
+            "eta": "str or null: ISO 8601, as the message carries it (not epoch seconds)",
+            "expires": "str or null: ISO 8601, as the message carries it (not epoch seconds)",
+            "retries": "int",
+            "priority": "int or null: the message's priority property",
+            "root_id": "str or null", "parent_id": "str or null",
+            "origin": "str or null: pid@host of the sender",
+            "headers": "object: the message headers as sent",
+            "size": "int: bytes of the body",
+            "body": "str: only for bodies not decoded, e.g. \"<pickle, 120 bytes>\"",
+            "error": "str: only when the body could not be decoded",
         },
     },
     "snapshot": {
@@ -84,7 +106,8 @@ RECORDS = {
     "error": {
         "produced_by": "cev-dump, cq-peek", "consumed_by": "jq",
         "summary": "Something in the stream could not be decoded; the stream goes on.",
-        "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes"},
+        "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes",
+                   "queue": "str: the queue it was in (cq-peek)"},
     },
 }
 

@@ -26,3 +26,15 @@ echo "demo: private Redis on port $REDIS_PORT, worker $WORKER"
 
 step "cq-ls"
 cq-ls
+
+send "[t.add.apply_async((p, 2), queue='video', priority=p) for p in (0, 0, 5, 9)]"
+step "cq-len"
+cq-len
+step "cq-peek video | jq -c '[.uuid, .task, .args, .priority]'"
+cq-peek video | jq -c '[.uuid, .task, .args, .priority]'
+step "cq-len --format prom video"
+cq-len --format prom video
+step "cq-purge -Q video --dry-run"
+cq-purge -Q video --dry-run
+step "cq-purge -Q video -f"
+cq-purge -Q video -f

@@ -38,7 +38,7 @@ def manpage(parser):
 def _roff_paragraphs(text):
     """Plain text to roff: blank lines become paragraphs, indented lines are kept as-is."""
     out = []
-    for block in text.strip().split("\n\n"):
+    for block in text.strip("\n").rstrip().split("\n\n"):
         lines = block.split("\n")
         if any(line.startswith("  ") for line in lines):
             out.append(".nf\n" + "\n".join(_escape(line) for line in lines) + "\n.fi")

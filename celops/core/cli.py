@@ -24,7 +24,7 @@ _celops_live() {
   command -v "$1" >/dev/null 2>&1 || return 0
   timeout 3 "$@" 2>/dev/null | sed -n "s/.*\"$_celops_field\":\"\([^\"]*\)\".*/\1/p"
 }
-_celops_queues() { local _celops_field=queue; compgen -W "$(_celops_live cq-ls -t 1)" -- "$1"; }
+_celops_queues() { local _celops_field=queue IFS=$'\n'; compgen -W "$(_celops_live cq-ls -t 1)" -- "$1"; }
 _celops_workers() { local _celops_field=hostname; compgen -W "$(_celops_live cctl ping -t 1)" -- "$1"; }
 '''
 _LIVE_ZSH = r'''

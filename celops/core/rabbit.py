@@ -61,3 +61,13 @@ class Management:
         """Every queue of the broker's vhost, as the API describes them."""
         params = {"columns": ",".join(columns)} if columns else {}
         return self.get(self.vhost_path("queues"), **params) or []
+
+    def get_messages(self, queue, count):
+        """Up to ``count`` messages from the head of ``queue``, rejected with requeue (see cq-peek CAVEATS)."""
+        response = self.request("POST", self.vhost_path("queues", queue, "get"),
+                                json={"count": count, "ackmode": "reject_requeue_true", "encoding": "base64"})
+        if response.status_code == 404:
+            return []
+        if not response.ok:
+            raise BrokerUnavailable(response.url, f"management API: HTTP {response.status_code}: {response.text[:200]}")
+        return response.json()

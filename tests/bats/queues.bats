@@ -1,0 +1,87 @@
+#!/usr/bin/env bats
+# The queue tools as a shell user and cron run them: pipes, exit statuses, files.
+
+setup_file() {
+  load helpers
+  start_redis
+  start_vhost
+  publish() {
+    (cd "$ROOT" && "$PY" -c "import sys; from tests.queue_support import publish
+for i in publish(sys.argv[1], [(q, p, (p, 1)) for q in sys.argv[2:] for p in range(10)]): print(i)" "$@")
+  }
+  publish "$REDIS_URL" "bats one" "bats twö" > "$BATS_FILE_TMPDIR/redis-ids"
+  publish "$AMQP_URL" bats-rabbit > "$BATS_FILE_TMPDIR/amqp-ids"
+}
+
+teardown_file() {
+  load helpers
+  stop_redis
+  stop_vhost
+}
+
+setup() { load helpers; }
+
+@test "cq-ls | cq-len - measures every listed queue" {
+  run --separate-stderr bash -c "cq-ls -b '$REDIS_URL' | cq-len -b '$REDIS_URL' - | jq -c '[.queue, .messages]'"
+  assert_success
+  assert_line '["bats one",10]'
+  assert_line '["bats twö",10]'
+  assert_line '["celery",0]'
+  [ -z "$stderr" ]
+}
+
+@test "cq-peek | jq -r .uuid gives back the ids sent, and | head -1 exits 0 quietly" {
+  run --separate-stderr bash -c "cq-peek -b '$REDIS_URL' 'bats one' -n 0 | jq -r .uuid | sort"
+  assert_success
+  [ "$output" = "$(sed -n 1,10p "$BATS_FILE_TMPDIR/redis-ids" | sort)" ]
+  run --separate-stderr bash -c "set -o pipefail; cq-peek -b '$REDIS_URL' 'bats one' | head -1"
+  assert_success
+  assert_output --partial '"type":"message"'
+  [ -z "$stderr" ]
+}
+
+@test "cq-len --max alerts from cron with exit 1; --textfile writes the Prometheus file" {
+  run --separate-stderr cq-len -b "$REDIS_URL" --max 9 "bats one"
+  assert_failure 1
+  [[ "$stderr" == *"holds more than 9 messages"* ]]
+  run cq-len -b "$REDIS_URL" --max 10 "bats one"
+  assert_success
+  run cq-len -b "$REDIS_URL" --textfile "$BATS_FILE_TMPDIR/celery.prom" "bats one"
+  assert_success
+  assert_output ""
+  grep -qx 'celery_queue_length{queue="bats one"} 10.0' "$BATS_FILE_TMPDIR/celery.prom"
+}
+
+@test "cq-purge refuses without a TTY (exit 2), purges with -f, leaves other queues" {
+  run --separate-stderr cq-purge -b "$REDIS_URL" -Q "bats twö" </dev/null
+  assert_failure 2
+  [[ "$stderr" == "cq-purge: error: refusing to purge without a terminal"* ]]
+  run cq-purge -b "$REDIS_URL" -Q "bats twö" -f </dev/null
+  assert_success
+  assert_output '{"type":"queue","queue":"bats twö","purged":10}'
+  run bash -c "cq-len -b '$REDIS_URL' 'bats one' 'bats twö' | jq -c .messages"
+  assert_output $'10\n0'
+}
+
+@test "RabbitMQ: cq-len falls back to passive declare without the management API" {
+  run --separate-stderr cq-len -b "$AMQP_URL" --management-url http://127.0.0.1:1 -t 2 bats-rabbit
+  assert_success
+  assert_output '{"type":"queue","queue":"bats-rabbit","messages":10,"ready":10,"unacked":null,"consumers":0,"memory":null,"by_priority":null,"source":"amqp"}'
+  [[ "$stderr" == *"falling back to passive queue_declare"* ]]
+  run bash -c "cq-peek -b '$AMQP_URL' bats-rabbit -n 3 | jq -r .uuid"
+  assert_output "$(sed -n 1,3p "$BATS_FILE_TMPDIR/amqp-ids")"
+}
+
+@test "queue names complete live from cq-ls, one candidate per queue even with spaces" {
+  complete_line() {  # complete_line COMMAND WORD...: what bash offers for the last word
+    CELOPS_BROKER_URL="$REDIS_URL" bash -c 'source "$1/completions/bash/$2"; shift 2
+      COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+      "_shtab_${1//-/_}" "$1" "${!#}" "$1"; printf "%s\n" "${COMPREPLY[@]}"' _ "$ROOT" "$@"
+  }
+  run complete_line cq-len cq-len "bats o"
+  assert_output $'bats one'
+  run complete_line cq-peek cq-peek bats
+  assert_output $'bats one\nbats twö'
+  run complete_line cq-purge cq-purge -Q cel
+  assert_output celery
+}

@@ -1,0 +1,35 @@
+"""Publishing real task messages for the cq-* tests, through celery's apply_async."""
+
+import time
+
+from celery import Celery
+
+
+def publish(url, sends, transport_options=None, serializer="json", protocol=2):
+    """Send ``tests.app.add`` once per ``(queue, priority, args)``; return the task ids in order."""
+    app = Celery("celops-test-publisher", broker=url, set_as_current=False)
+    app.conf.broker_transport_options = transport_options or {}
+    app.conf.task_serializer = serializer
+    app.conf.task_protocol = protocol
+
+    @app.task(name="tests.app.add")
+    def add(x, y):
+        return x + y
+
+    try:
+        with app.producer_pool.acquire(block=True) as producer:
+            return [add.apply_async(args, queue=queue, priority=priority, producer=producer).id
+                    for queue, priority, args in sends]
+    finally:
+        app.close()
+
+
+def poll(fetch, accept, timeout=20.0):
+    """Call ``fetch()`` until ``accept(value)``; return the value (fail with the last one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if accept(value) or time.monotonic() > deadline:
+            assert accept(value), value
+            return value
+        time.sleep(0.1)

@@ -1,0 +1,112 @@
+"""cq-len against real Redis (priority lists, global_keyprefix) and real RabbitMQ (management API and fallback)."""
+
+import os
+import signal
+import subprocess
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from celops.commands import cq_len
+from tests.conftest import BIN, run_bin, run_command
+from tests.queue_support import poll, publish
+from tests.support import ROOT
+
+ODD_NAME = "with space ✓ ü"
+
+
+def by_queue(result):
+    return {record["queue"]: record for record in result.records}
+
+
+def test_redis_lengths_by_priority(fresh_redis_url, unique):
+    publish(fresh_redis_url, [(q, p, (p, 1)) for q in (unique, ODD_NAME) for p in range(10)] + [("celery", 0, (0, 0))])
+    result = run_command(cq_len.main, ["-b", fresh_redis_url, unique, ODD_NAME, "missing"])
+    assert result.status == 0 and result.stderr == "", result
+    records = by_queue(result)
+    for name in (unique, ODD_NAME):
+        assert records[name]["messages"] == records[name]["ready"] == 10
+        assert records[name]["by_priority"] == {"0": 3, "3": 3, "6": 3, "9": 1}
+        assert records[name]["unacked"] == 0 and records[name]["source"] == "redis"
+    assert records["missing"]["messages"] == 0 and records["missing"]["unacked"] == 0
+
+    everything = by_queue(run_command(cq_len.main, ["-b", fresh_redis_url]))
+    assert {unique: 10, ODD_NAME: 10, "celery": 1}.items() <= {q: r["messages"] for q, r in everything.items()}.items()
+
+    listed = run_bin("cq-ls", "-b", fresh_redis_url).stdout
+    piped = run_command(cq_len.main, ["-b", fresh_redis_url, "-"], stdin=listed + b"plain-name\n")
+    assert set(by_queue(piped)) == {unique, ODD_NAME, "celery", "plain-name"}
+    assert run_command(cq_len.main, ["-b", fresh_redis_url, "-"], stdin=b"").records == []
+    bad = run_command(cq_len.main, ["-b", fresh_redis_url, "-"], stdin=b'{"name": "x"}\n{"queue": "good"}\n')
+    assert bad.status == 65 and [r["queue"] for r in bad.records] == ["good"]
+    assert bad.stderr == "cq-len: <stdin>:1: no queue field\n"
+
+
+def test_redis_global_keyprefix_app(redis_server, unique):
+    url = redis_server.url(0)
+    options = {"global_keyprefix": f"{unique}:"}
+    publish(url, [(unique, p, (p, 1)) for p in (0, 5, 9)], transport_options=options)
+    env = {"CELOPS_TEST_BROKER": url, "CELOPS_TEST_TRANSPORT_OPTIONS": orjson.dumps(options).decode(),
+           "PYTHONPATH": ROOT}
+    result = run_bin("cq-len", "-A", "tests.app", unique, env=env)
+    assert result.status == 0, result
+    assert result.records[0]["by_priority"] == {"0": 1, "3": 1, "6": 0, "9": 1}
+    assert run_bin("cq-len", "-b", url, unique).records[0]["messages"] == 0  # no prefix, no messages
+
+
+def test_prometheus_textfile_and_max(fresh_redis_url, unique, tmp_path):
+    publish(fresh_redis_url, [(unique, p, (p, 1)) for p in (0, 3, 3, 9)])
+    path = tmp_path / "celery.prom"
+    result = run_command(cq_len.main, ["-b", fresh_redis_url, "--textfile", str(path), unique, ODD_NAME])
+    assert result.status == 0 and result.stdout == b"", result
+    assert os.listdir(tmp_path) == ["celery.prom"]  # the temp file was renamed, not left behind
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(path.read_text()) for s in family.samples}
+    assert samples[("celery_queue_length", (("queue", unique),))] == 4
+    assert samples[("celery_queue_length", (("queue", ODD_NAME),))] == 0
+    assert samples[("celery_queue_unacked", (("queue", unique),))] == 0
+    assert samples[("celery_queue_priority_length", (("priority", "3"), ("queue", unique)))] == 2
+
+    over = run_command(cq_len.main, ["-b", fresh_redis_url, "--max", "3", unique])
+    assert over.status == 1 and f"{unique!r} holds more than 3" in over.stderr
+    assert run_command(cq_len.main, ["-b", fresh_redis_url, "--max", "4", unique]).status == 0
+
+
+def test_watch_streams_timestamped_batches(fresh_redis_url, unique):
+    publish(fresh_redis_url, [(unique, 0, (1, 1))])
+    proc = subprocess.Popen([os.path.join(BIN, "cq-len"), "-b", fresh_redis_url, "--watch", "0.1", unique, "other"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        records = [orjson.loads(proc.stdout.readline()) for _ in range(4)]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+    assert [r["queue"] for r in records] == [unique, "other", unique, "other"]
+    assert records[0]["timestamp"] == records[1]["timestamp"] < records[2]["timestamp"]
+    assert records[0]["messages"] == 1
+
+
+def test_rabbitmq_management_api(rabbit_vhost, unique):
+    url = rabbit_vhost.url()
+    odd = f"{ODD_NAME} {unique}"
+    publish(url, [(q, p, (p, 1)) for q in (unique, odd) for p in range(10)])
+    result = poll(lambda: run_command(cq_len.main, ["-b", url, unique, odd]),
+                  lambda r: all(x["source"] == "management" and x["messages"] == 10 for x in r.records))
+    record = by_queue(result)[odd]
+    assert record["ready"] == 10 and record["unacked"] == 0 and record["consumers"] == 0
+    assert record["memory"] > 0 and record["by_priority"] is None
+    everything = by_queue(run_command(cq_len.main, ["-b", url]))
+    assert {unique, odd} <= set(everything) and not any(".pidbox" in q for q in everything)
+
+
+def test_rabbitmq_unreachable_management_api_falls_back_to_declare(rabbit_vhost, unique):
+    url = rabbit_vhost.url()
+    publish(url, [(unique, 0, (1, 1)), (unique, 0, (2, 1))])
+    result = run_command(cq_len.main, ["-b", url, "--management-url", "http://127.0.0.1:1", "-t", "2",
+                                       unique, f"{unique}-missing"])
+    assert result.status == 0, result
+    records = by_queue(result)
+    assert records[unique] == {"type": "queue", "queue": unique, "messages": 2, "ready": 2, "unacked": None,
+                               "consumers": 0, "memory": None, "by_priority": None, "source": "amqp"}
+    assert records[f"{unique}-missing"]["messages"] == 0
+    assert "falling back to passive queue_declare" in result.stderr

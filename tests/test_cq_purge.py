@@ -1,0 +1,115 @@
+"""cq-purge: consent, exact counts, only queue keys removed; unacked messages on Redis (celery issue 455)."""
+
+import io
+
+import orjson
+import redis
+
+from celops.commands import cq_len, cq_purge
+from celops.core.cli import IO
+from tests.conftest import run_bin, run_command
+from tests.queue_support import poll, publish
+from tests.support import ROOT
+
+ODD_NAME = "purge me ✓ ü"
+
+
+class Terminal(io.BytesIO):
+    """Standard input that is a TTY, with the user's answer already typed."""
+
+    def isatty(self):
+        return True
+
+
+def run_on_terminal(argv, answer):
+    out, err = io.BytesIO(), io.StringIO()
+    status = cq_purge.main(argv, io=IO(stdin=Terminal(answer), stdout=out, stderr=err))
+    return status, out.getvalue(), err.getvalue()
+
+
+def lengths(url, *queues):
+    return {r["queue"]: r["messages"] for r in run_command(cq_len.main, ["-b", url, *queues]).records}
+
+
+def test_redis_consent_dry_run_and_what_survives(fresh_redis_url, unique):
+    url = fresh_redis_url
+    publish(url, [(q, p, (p, 1)) for q in (unique, ODD_NAME, "keep") for p in (0, 4, 9)])
+    client = redis.Redis.from_url(url)
+    client.set("other:app:key", "precious")
+    client.hset("unacked", "tag", "[{}, \"\", \"%s\"]" % unique)
+    before = set(client.keys())
+
+    refused = run_command(cq_purge.main, ["-b", url, "-Q", unique])  # no TTY, no -f
+    assert refused.status == 2 and "-f/--force" in refused.stderr and refused.stdout == b""
+    assert lengths(url, unique)[unique] == 3
+
+    dry = run_command(cq_purge.main, ["-b", url, "-X", "keep", "--dry-run"])
+    assert dry.status == 0, dry
+    assert {r["queue"]: r["purged"] for r in dry.records} == {"celery": 0, unique: 3, ODD_NAME: 3}
+    assert all(r["dry_run"] for r in dry.records)
+
+    status, out, err = run_on_terminal(["-b", url, "-Q", f"{unique},{ODD_NAME}"], b"n\n")
+    assert status == 2 and out == b"" and f"{unique}: 3 messages" in err and "[y/N]" in err
+    status, out, err = run_on_terminal(["-b", url, "-Q", f"{unique},{ODD_NAME}", "-Q", "keep", "-X", "keep"], b"y\n")
+    assert status == 0, err
+    assert out.splitlines() == [b'{"type":"queue","queue":"%s","purged":3}' % unique.encode(),
+                                b'{"type":"queue","queue":"%s","purged":3}' % ODD_NAME.encode()]
+    assert lengths(url, unique, ODD_NAME, "keep") == {unique: 0, ODD_NAME: 0, "keep": 3}
+    gone = {key for key in before - set(client.keys())}
+    assert all(key.startswith(unique.encode()) or key.startswith(ODD_NAME.encode()) for key in gone), gone
+    assert client.get("other:app:key") == b"precious" and client.hlen("unacked") == 1
+    assert any(key.startswith(b"_kombu.binding.") for key in client.keys())
+
+    not_a_queue = run_command(cq_purge.main, ["-b", url, "-Q", "keep,other:app:key", "-f"])
+    assert not_a_queue.status == 1 and "'other:app:key' is not a queue list" in not_a_queue.stderr
+    assert client.get("other:app:key") == b"precious" and lengths(url, "keep") == {"keep": 3}
+
+
+def test_redis_global_keyprefix_app_with_force(fresh_redis_url, unique):
+    options = '{"global_keyprefix": "pfx:"}'
+    publish(fresh_redis_url, [(unique, p, (p, 1)) for p in (0, 9)], transport_options=orjson.loads(options))
+    env = {"CELOPS_TEST_BROKER": fresh_redis_url, "CELOPS_TEST_TRANSPORT_OPTIONS": options, "PYTHONPATH": ROOT}
+    result = run_bin("cq-purge", "-A", "tests.app", "-Q", unique, "-f", env=env)
+    assert result.records == [{"type": "queue", "queue": unique, "purged": 2}], result
+    assert not [k for k in redis.Redis.from_url(fresh_redis_url).keys() if unique.encode() in k
+                and not k.startswith(b"pfx:_kombu.binding")]
+
+
+def test_redis_unacked_counted_and_purged(fresh_redis_url, unique, start_worker):
+    """Prefetched messages survive a plain purge; --unacked drops their restore copies."""
+    url = fresh_redis_url
+    worker = start_worker(url, queues=[unique], concurrency=2, events=False)
+    from celery import Celery
+
+    app = Celery("celops-test-sleeper", broker=url, set_as_current=False)
+    for _ in range(5):
+        app.send_task("tests.app.sleep", (30,), queue=unique)
+    app.close()
+    # two run (acked at start), two wait prefetched in the unacked hash, one stays in the list
+    record = poll(lambda: run_command(cq_len.main, ["-b", url, unique]).records[0],
+                  lambda r: r["unacked"] == 2 and r["ready"] == 1)
+    assert record["messages"] == 1
+
+    plain = run_command(cq_purge.main, ["-b", url, "-Q", unique, "-f"])
+    assert plain.records == [{"type": "queue", "queue": unique, "purged": 1}]
+    assert run_command(cq_len.main, ["-b", url, unique]).records[0]["unacked"] == 2  # issue 455
+
+    forced = run_command(cq_purge.main, ["-b", url, "-Q", unique, "-f", "--unacked"])
+    assert forced.records == [{"type": "queue", "queue": unique, "purged": 0, "unacked_purged": 2}]
+    client = redis.Redis.from_url(url)
+    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+    worker.kill()
+
+
+def test_rabbitmq_purge(rabbit_vhost, unique):
+    url = rabbit_vhost.url()
+    publish(url, [(q, 0, (n, n)) for q in (unique, f"{ODD_NAME} {unique}") for n in range(4)])
+    dry = run_command(cq_purge.main, ["-b", url, "-Q", unique, "--dry-run"])
+    assert dry.records == [{"type": "queue", "queue": unique, "purged": 4, "dry_run": True}], dry
+    assert run_command(cq_purge.main, ["-b", url, "-Q", unique]).status == 2
+    purged = run_command(cq_purge.main, ["-b", url, "-Q", f"{unique},{ODD_NAME} {unique}", "-f"])
+    assert [r["purged"] for r in purged.records] == [4, 4], purged
+    cleared = run_command(cq_purge.main, ["-b", url, "-Q", unique, "--dry-run"])
+    assert cleared.records[0]["purged"] == 0
+    unacked = run_command(cq_purge.main, ["-b", url, "-Q", unique, "-f", "--unacked"])
+    assert unacked.status == 2 and "RabbitMQ" in unacked.stderr
