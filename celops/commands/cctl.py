@@ -67,6 +67,7 @@ class Command(NamedTuple):
     ids: bool = False  # variadic values are task ids; - reads them from stdin
     each: bool = False  # the reply is a list that --each can flatten
     destructive: bool = False  # needs -d or --all
+    silent: bool = False  # workers never reply (they exit first): sent, not waited for
     options: tuple = ()  # the command-specific options it takes
 
 
@@ -112,7 +113,7 @@ COMMANDS = {
                          variadic="task_id", minimum=1, ids=True),
     "revoke_by_stamped_headers": Command("revoke tasks whose stamped headers match KEY=VALUE",
                                          variadic="headers", minimum=1, options=REVOKE_OPTIONS),
-    "shutdown": Command("shut workers down", destructive=True),
+    "shutdown": Command("shut workers down (they exit without replying)", destructive=True, silent=True),
 }
 
 
@@ -182,7 +183,7 @@ def build_parser():
         "  cctl shutdown -d w1@host"])))
     parser.man_sections.append(("CAVEATS", (
         "Exit status 0 means at least one worker replied, or, with -d or --expect, that all expected "
-        "ones did; 1 otherwise. A worker busy in a long task on the solo pool answers only when the "
+        "ones did; 1 otherwise. shutdown exits 0 once sent: workers exit without replying. A worker busy in a long task on the solo pool answers only when the "
         "task ends, after the deadline. A reply of a worker that answers after cctl exited is dropped "
         "by the broker: the reply queue is gone.")))
     return parser
@@ -301,6 +302,8 @@ def run(ctx):
         batches = [dict(request.arguments, **{command.variadic: ids[start:start + size]})
                    for start in range(0, len(ids), size)]
     replied = collect(ctx, request, batches)
+    if command.silent:
+        return ExitStatus.OK
     summarize(ctx, request, replied)
     if reader is not None and reader.bad_lines:
         return ExitStatus.DATA_ERROR
@@ -324,6 +327,8 @@ def collect(ctx, request, batches):
     with open_mailbox(ctx.broker, args.timeout) as mailbox:
         replied = {mailbox.request(wire_command, batch, request.destination, expires_in=args.timeout): set()
                    for batch in batches}
+        if COMMANDS[request.command].silent:
+            return replied
         for ticket, hostname, reply in mailbox.replies(deadline):
             if hostname in replied[ticket]:
                 continue

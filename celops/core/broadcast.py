@@ -137,16 +137,16 @@ class RedisMailbox(_Session):
         self.wire.call("PUBLISH", self.topic, orjson.dumps(envelope))
 
     def _receive(self, remaining):
-        import orjson
+        import json  # not orjson: workers' replies may hold NaN or Infinity (conf --include-defaults)
 
         popped = self.wire.call("BRPOP", *self.reply_keys, f"{remaining:.3f}", timeout=remaining + 1)
         if not popped:
             return
-        envelope = orjson.loads(popped[1])
+        envelope = json.loads(popped[1])
         body = envelope.get("body") or b""
         if envelope.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
-        yield envelope.get("headers", {}).get("ticket"), orjson.loads(body)
+        yield envelope.get("headers", {}).get("ticket"), json.loads(body)
 
     def close(self):
         """Unbind first, then delete: a worker that finds no binding drops its late reply."""
@@ -264,7 +264,7 @@ class KombuMailbox(_Session):
 
     def close(self):
         try:
+            self.consumer.cancel()  # first: RabbitMQ cancels consumers of a deleted queue, loudly
             self.queue.delete()
-            self.consumer.cancel()
         finally:
             self.connection.release()
