@@ -16,7 +16,7 @@ import argparse
 import re
 import sys
 import time
-from typing import NamedTuple
+from collections import namedtuple
 
 from celops.core import cli
 from celops.core.exits import ExitStatus, UsageError
@@ -56,19 +56,15 @@ def _header(text):
     return key, value
 
 
-class Command(NamedTuple):
-    """One pidbox command, shaped after celery 5.7's ``Panel.meta`` and ``app.control``."""
-
-    summary: str
-    args: tuple = ()  # (name, type): required positional arguments
-    optional: tuple = ()  # (name, type): optional ones after them
-    variadic: str = None  # the argument the remaining values go to, as a list
-    minimum: int = 0  # how many variadic values are needed
-    ids: bool = False  # variadic values are task ids; - reads them from stdin
-    each: bool = False  # the reply is a list that --each can flatten
-    destructive: bool = False  # needs -d or --all
-    silent: bool = False  # workers never reply (they exit first): sent, not waited for
-    options: tuple = ()  # the command-specific options it takes
+# One pidbox command, shaped after celery 5.7's ``Panel.meta`` and ``app.control`` (a namedtuple:
+# typing.NamedTuple would cost a start-up import). Fields:
+#   summary; args, optional: (name, type) positional arguments, required and optional;
+#   variadic: the argument the remaining values go to, as a list; minimum: how many it needs;
+#   ids: the variadic values are task ids and - reads them from stdin; each: --each flattens the reply;
+#   destructive: needs -d or --all; silent: workers never reply (they exit first), so not waited for;
+#   options: the command-specific options it takes.
+Command = namedtuple("Command", "summary args optional variadic minimum ids each destructive silent options",
+                     defaults=((), (), None, 0, False, False, False, False, ()))
 
 
 REVOKE_OPTIONS = ("terminate", "signal")
@@ -199,13 +195,9 @@ def _positive_int(text):
     return value
 
 
-class Request(NamedTuple):
-    """What validation makes of the command line, before anything is sent."""
-
-    command: str
-    arguments: dict
-    variadic: list  # values for command.variadic; ids may include "-"
-    destination: list
+# What validation makes of the command line, before anything is sent: the command, the worker
+# arguments, the variadic values (ids may include "-") and the destination workers.
+Request = namedtuple("Request", "command arguments variadic destination")
 
 
 def parse_request(args):

@@ -17,9 +17,9 @@ other URL goes through kombu.
 """
 
 import base64
+import os
 import socket
 import time
-import uuid
 
 MAILBOX_NAME = "celery"
 EXCHANGE = f"{MAILBOX_NAME}.pidbox"
@@ -30,6 +30,13 @@ REPLY_QUEUE_EXPIRES = 10.0
 REPLY_MESSAGE_TTL = 300.0
 # kombu's MIN_BINDING_TTL: how long a Redis binding table is kept without refresh.
 BINDING_TTL_MS = 60 * 60 * 1000
+
+
+def new_id():
+    """A random uuid4-shaped id, for reply queues, tickets and delivery tags (no uuid import at start-up)."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def mailbox(connection):
@@ -55,7 +62,7 @@ class _Session:
     """What both transports share: request bodies, tickets, and reply filtering."""
 
     def __init__(self):
-        self.oid = str(uuid.uuid4())
+        self.oid = new_id()
         self.reply_queue = f"{self.oid}.{REPLY_EXCHANGE}"
         self.tickets = set()
 
@@ -73,7 +80,7 @@ class _Session:
 
     def request(self, command, arguments, destination=None, expires_in=None):
         """Send one request; returns its ticket."""
-        ticket = str(uuid.uuid4())
+        ticket = new_id()
         headers = {"clock": 1, "expires": time.time() + expires_in if expires_in else 0}
         self._publish(self.request_body(command, arguments, destination, ticket), headers)
         self.tickets.add(ticket)
@@ -133,7 +140,7 @@ class RedisMailbox(_Session):
             "body": base64.b64encode(orjson.dumps(body)).decode(),
             "content-encoding": "utf-8", "content-type": "application/json", "headers": headers,
             "properties": {"delivery_mode": 2, "delivery_info": {"exchange": EXCHANGE, "routing_key": ""},
-                           "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())}}
+                           "priority": 0, "body_encoding": "base64", "delivery_tag": new_id()}}
         self.wire.call("PUBLISH", self.topic, orjson.dumps(envelope))
 
     def _receive(self, remaining):
