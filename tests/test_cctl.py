@@ -14,7 +14,7 @@ from celops.core.broadcast import KombuMailbox, open_mailbox
 from celops.core.broker import Broker
 from celops.core.redact import redact
 from tests import conftest
-from tests.conftest import run_command
+from tests.conftest import run_bin, run_command
 from tests.support import ROOT, RabbitVhost, Worker, wait_for, worker_env
 
 
@@ -290,3 +290,14 @@ def test_shutdown_with_destination(redis_server, start_worker):
     result = run_command(main, ["-b", url, "shutdown", "-d", worker.hostname, "-t", "10"])
     assert result.status == 0 and result.stdout == b""  # workers exit without a reply
     worker.process.wait(30)
+
+
+def test_global_keyprefix_from_the_app(redis_server, start_worker):
+    """An -A app's global_keyprefix prefixes the fanout topic, the binding and the reply keys."""
+    url = redis_server.url(next(conftest._next_db))
+    options = {"global_keyprefix": "pfx:"}
+    worker = start_worker(url, concurrency=1, transport_options=options)
+    result = run_bin("cctl", "-A", "tests.app", "ping", "-d", worker.hostname, "-t", "10",
+                     env={"CELOPS_TEST_BROKER": url, "CELOPS_TEST_TRANSPORT_OPTIONS": json.dumps(options)})
+    assert result.status == 0 and result.records[0]["reply"] == {"ok": "pong"}
+    assert list(Broker(url, "test").redis(5).scan_iter(match="*reply.celery.pidbox*")) == []
