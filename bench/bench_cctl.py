@@ -34,6 +34,8 @@ ROWS = []
 
 
 def start_workers(url, count, logdir):
+    import celery.app  # noqa: F401  (imported once here: concurrent first imports in threads race)
+
     workers = [Worker(url, name=f"w{i + 1}", pool="solo", concurrency=1, events=False, logdir=logdir)
                for i in range(count)]
     threads = [threading.Thread(target=worker.start) for worker in workers]

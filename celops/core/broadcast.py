@@ -11,9 +11,11 @@ request a fresh ticket, so replies to anything else are dropped. The reply
 queue is removed when the session closes, timeouts included: no orphaned
 ``*.reply.celery.pidbox`` keys on Redis (celery issue 6089).
 
-On plain ``redis://`` the session speaks the Redis protocol itself, because
-importing redis-py and kombu costs more than a whole ``cctl ping``; every
-other URL goes through kombu.
+Start-up time is most of a ``cctl ping``, and importing kombu (and redis-py)
+costs more than the rest of it: so on plain ``redis://`` the session speaks
+the Redis protocol itself, on ``amqp://``/``amqps://`` it uses py-amqp (what
+kombu itself runs on) directly, and every other URL (``rediss://``) goes
+through kombu.
 """
 
 import base64
@@ -55,6 +57,8 @@ def open_mailbox(broker, timeout):
     """A reply-collecting session on ``broker``; connecting gives up after ``timeout`` seconds."""
     if broker.url.startswith("redis://"):
         return RedisMailbox(broker, timeout)
+    if broker.transport == "amqp":
+        return AmqpMailbox(broker, timeout)
     return KombuMailbox(broker, timeout)
 
 
@@ -236,8 +240,66 @@ def _encode(command):
     return b"".join([b"*%d\r\n" % len(parts)] + [b"$%d\r\n%s\r\n" % (len(part), part) for part in parts])
 
 
+class AmqpMailbox(_Session):
+    """The session on RabbitMQ through py-amqp, declaring exactly what kombu's Mailbox declares."""
+
+    def __init__(self, broker, timeout):
+        super().__init__()
+        import amqp
+
+        from celops.core.broker import within
+
+        self._message = amqp.Message
+        secure = broker.url.split(":", 1)[0] == "amqps"
+
+        def connect():
+            connection = amqp.Connection(
+                host=f"{broker.host}:{broker.port or (5671 if secure else 5672)}", ssl=secure,
+                userid=broker.username or "guest", password=broker.password or "guest",
+                virtual_host=broker.vhost, connect_timeout=timeout)
+            connection.connect()
+            return connection
+
+        self.connection = within(timeout, connect, broker.url)
+        channel = self.channel = self.connection.channel()
+        channel.exchange_declare(REPLY_EXCHANGE, "direct", durable=False, auto_delete=False)
+        channel.queue_declare(self.reply_queue, durable=False, auto_delete=True, arguments={
+            "x-expires": int(REPLY_QUEUE_EXPIRES * 1000), "x-message-ttl": int(REPLY_MESSAGE_TTL * 1000)})
+        channel.queue_bind(self.reply_queue, REPLY_EXCHANGE, routing_key=self.oid)
+        self._inbox = []
+        self.consumer_tag = channel.basic_consume(self.reply_queue, no_ack=True, callback=self._inbox.append)
+        channel.exchange_declare(EXCHANGE, "fanout", durable=False, auto_delete=False)
+
+    def _publish(self, body, headers):
+        import orjson
+
+        message = self._message(orjson.dumps(body), content_type="application/json", content_encoding="utf-8",
+                                application_headers=headers, delivery_mode=1, priority=0)
+        self.channel.basic_publish(message, exchange=EXCHANGE, routing_key="")
+
+    def _receive(self, remaining):
+        import json  # see RedisMailbox._receive
+
+        if not self._inbox:
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                return
+        received = self._inbox[:]
+        del self._inbox[:]  # in place: basic_consume holds this list's append
+        for message in received:
+            yield (message.headers or {}).get("ticket"), json.loads(message.body)
+
+    def close(self):
+        try:
+            self.channel.basic_cancel(self.consumer_tag)
+            self.channel.queue_delete(self.reply_queue)
+        finally:
+            self.connection.close()
+
+
 class KombuMailbox(_Session):
-    """The same session through kombu: RabbitMQ, rediss:// and whatever else kombu speaks."""
+    """The same session through kombu, for rediss:// and whatever else kombu speaks."""
 
     def __init__(self, broker, timeout):
         super().__init__()
