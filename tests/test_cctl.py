@@ -93,7 +93,8 @@ def poll(cluster, argv, predicate, what, timeout=20):
 
 # ---------------------------------------------------------------- agreement with celery inspect
 
-@pytest.mark.parametrize("command", ["ping", "registered", "active_queues", "conf", "report", "stats"])
+@pytest.mark.parametrize("command", ["ping", "registered", "active_queues", "conf", "report", "stats", "revoked",
+                                     "active", "reserved", "scheduled"])
 def test_reply_agrees_with_celery_inspect(cluster, command):
     ours = cluster.to_worker(command)
     record = replies(ours)[0]
@@ -107,8 +108,26 @@ def test_reply_agrees_with_celery_inspect(cluster, command):
             head, _, tail = key.partition(".")
             assert (record["reply"][head][tail] if tail else record["reply"][head]) == \
                    (theirs[head][tail] if tail else theirs[head])
+    elif command == "revoked":
+        assert sorted(record["reply"]) == sorted(theirs)
     else:
         assert record["reply"] == theirs
+
+
+def test_summary_on_a_terminal_only(cluster):
+    import io
+
+    from celops.core.cli import IO
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stderr = Terminal()
+    argv = ["-b", cluster.url, "ping", "-d", f"{cluster.worker.hostname},nobody@nowhere", "-t", "0.5"]
+    assert main(argv, io=IO(stdin=io.BytesIO(), stdout=io.BytesIO(), stderr=stderr)) == 1
+    assert stderr.getvalue() == "1 node replied\nno reply from nobody@nowhere\n"
+    assert cluster.cctl(*argv[2:]).stderr == ""
 
 
 def test_control_reply_agrees_with_celery_control(cluster):
