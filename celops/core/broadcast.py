@@ -150,7 +150,8 @@ class RedisMailbox(_Session):
     def _receive(self, remaining):
         import json  # not orjson: workers' replies may hold NaN or Infinity (conf --include-defaults)
 
-        popped = self.wire.call("BRPOP", *self.reply_keys, f"{remaining:.3f}", timeout=remaining + 1)
+        wait = f"{max(remaining, 0.001):.3f}"  # never "0.000": BRPOP 0 blocks forever
+        popped = self.wire.call("BRPOP", *self.reply_keys, wait, timeout=remaining + 1)
         if not popped:
             return
         envelope = json.loads(popped[1])
