@@ -68,6 +68,9 @@ Command = namedtuple("Command", "summary args optional variadic minimum ids each
 
 
 REVOKE_OPTIONS = ("terminate", "signal")
+# the options that belong to some commands only (all off by default)
+COMMAND_OPTIONS = ("include_defaults", "terminate", "signal", "exchange", "exchange_type", "routing_key",
+                   "modules", "reload")
 COMMANDS = {
     # inspect
     "active": Command("tasks being executed", each=True),
@@ -238,10 +241,8 @@ def _convert(name, arg, convert, text):
 
 def _check_options(args, name, command):
     """Command-specific options are refused where they mean nothing."""
-    parser_defaults = {"include_defaults": False, "terminate": False, "signal": None, "exchange": None,
-                       "exchange_type": None, "routing_key": None, "modules": None, "reload": False}
-    for option, default in parser_defaults.items():
-        if getattr(args, option) != default and option not in command.options:
+    for option in COMMAND_OPTIONS:
+        if getattr(args, option) and option not in command.options:
             raise UsageError(f"--{option.replace('_', '-')} does not apply to {name}")
     if args.signal and not args.terminate:
         raise UsageError("--signal needs --terminate")
@@ -293,28 +294,29 @@ def run(ctx):
         size = args.batch_size
         batches = [dict(request.arguments, **{command.variadic: ids[start:start + size]})
                    for start in range(0, len(ids), size)]
-    replied = collect(ctx, request, batches)
+    expected = args.expect or len(request.destination)  # 0: as many as reply in time
+    replied = collect(ctx, request, batches, expected)
     if command.silent:
         return ExitStatus.OK
     summarize(ctx, request, replied)
     if reader is not None and reader.bad_lines:
         return ExitStatus.DATA_ERROR
-    expected = args.expect or len(request.destination)
+    return ExitStatus.OK if answered(replied, expected) else ExitStatus.FAILURE
+
+
+def answered(replied, expected):
+    """Every request has its expected number of workers' replies, or, expecting none in particular, any."""
     if expected:
-        ok = all(len(workers) >= expected for workers in replied.values())
-    else:
-        ok = any(replied.values())
-    return ExitStatus.OK if ok else ExitStatus.FAILURE
+        return all(len(workers) >= expected for workers in replied.values())
+    return any(replied.values())
 
 
-def collect(ctx, request, batches):
+def collect(ctx, request, batches, expected):
     """Send every batch, write replies as they arrive; returns {ticket: set of workers that replied}."""
     from celops.core.broadcast import open_mailbox
 
     args = ctx.args
-    started = time.monotonic()
-    deadline = started + args.timeout
-    expected = args.expect or len(request.destination)
+    deadline = time.monotonic() + args.timeout
     wire_command = "ping" if request.command == "status" else request.command
     with open_mailbox(ctx.broker, args.timeout) as mailbox:
         replied = {mailbox.request(wire_command, batch, request.destination, expires_in=args.timeout): set()
@@ -326,7 +328,7 @@ def collect(ctx, request, batches):
                 continue
             replied[ticket].add(hostname)
             write_reply(ctx, wire_command, hostname, reply)
-            if expected and all(len(workers) >= expected for workers in replied.values()):
+            if expected and answered(replied, expected):
                 break
     return replied
 
