@@ -90,6 +90,20 @@ class _Session:
         self.tickets.add(ticket)
         return ticket
 
+    def _drain(self, remaining):
+        """What the consumer's callback put in ``self._inbox``, waiting up to ``remaining`` s for some.
+
+        For the sessions whose ``connection`` delivers to a callback (py-amqp, kombu).
+        """
+        if not self._inbox:
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                return []
+        received = self._inbox[:]
+        del self._inbox[:]  # in place: the consumer holds this very list
+        return received
+
     def replies(self, deadline):
         """Yield ``(ticket, hostname, reply)`` for our tickets until ``deadline`` (monotonic) or close."""
         while True:
@@ -281,14 +295,7 @@ class AmqpMailbox(_Session):
     def _receive(self, remaining):
         import json  # see RedisMailbox._receive
 
-        if not self._inbox:
-            try:
-                self.connection.drain_events(timeout=remaining)
-            except socket.timeout:
-                return
-        received = self._inbox[:]
-        del self._inbox[:]  # in place: basic_consume holds this list's append
-        for message in received:
+        for message in self._drain(remaining):
             yield (message.headers or {}).get("ticket"), json.loads(message.body)
 
     def close(self):
@@ -324,13 +331,7 @@ class KombuMailbox(_Session):
         self.producer.publish(body, headers=headers)
 
     def _receive(self, remaining):
-        if not self._inbox:
-            try:
-                self.connection.drain_events(timeout=remaining)
-            except socket.timeout:
-                return
-        received, self._inbox = self._inbox, []
-        yield from received
+        return self._drain(remaining)
 
     def close(self):
         try:
