@@ -196,11 +196,13 @@ class RespConnection:
         self.sock = socket.create_connection((broker.host, broker.port or 6379), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = self.sock.makefile("rb")
+        handshake = [("PING",)]  # last: a server that wants a password says so here
+        if broker.db:
+            handshake.insert(0, ("SELECT", broker.db))
+        if broker.password is not None:
+            handshake.insert(0, ("AUTH", *([broker.username] if broker.username else []), broker.password))
         try:
-            if broker.password is not None:
-                self.call("AUTH", *([broker.username] if broker.username else []), broker.password)
-            if broker.db:
-                self.call("SELECT", broker.db)
+            self.pipeline(*handshake)
         except RespError as exc:
             self.close()
             raise ConnectionError(str(exc)) from None
