@@ -134,7 +134,7 @@ def build_parser():
         timeout_help="overall deadline in seconds for connecting, sending and collecting replies "
                      "(default 1.0); with ids from stdin it starts once they are read")
     parser.add_argument("command", metavar="COMMAND", choices=list(COMMANDS),
-                        help="the inspect or control command (see COMMANDS)")
+                        help=f"one of {', '.join(COMMANDS)} (their arguments: man cctl, COMMANDS)")
     parser.add_argument("arguments", nargs="*", metavar="ARG", help="the command's arguments")
     cli.complete_with(parser.add_argument(
         "-d", "--destination", action="append", metavar="W1@HOST,W2@HOST",
