@@ -34,15 +34,18 @@ RECORDS = {
         },
     },
     "reply": {
-        "produced_by": "cctl", "consumed_by": "cctl (ids with -)",
-        "summary": "One worker's reply to a broadcast, secrets redacted.",
+        "produced_by": "cctl", "consumed_by": "cctl revoke/terminate/query_task - (uuid of --each items), jq",
+        "summary": "One worker's reply to a broadcast, secrets redacted; with --each, one record per item "
+                   "of a list reply instead.",
         "fields": {
             "type": "\"reply\"",
-            "command": "str: the broadcast command",
+            "command": "str: the broadcast command (status sends ping)",
             "hostname": "str: the worker that replied",
             "worker": "str: the same as hostname (the name `celery inspect` users expect)",
-            "reply": "any: the worker's answer",
-            "received": "float: epoch seconds",
+            "reply": "any: the worker's answer (absent with --each)",
+            "item": "any: with --each, one element of a list reply (a task request, a task id, a task name)",
+            "uuid": "str: with --each, the task id of an active, reserved, scheduled or revoked item",
+            "received": "float: epoch seconds when cctl received the reply",
         },
     },
     "queue": {

@@ -38,3 +38,16 @@ step "cq-purge -Q video --dry-run"
 cq-purge -Q video --dry-run
 step "cq-purge -Q video -f"
 cq-purge -Q video -f
+
+step "cctl ping"
+cctl ping
+step "cctl stats | jq -c '{worker, pool: .reply.pool.implementation, processes: .reply.pool.processes}'"
+cctl stats | jq -c '{worker, pool: .reply.pool.implementation, processes: .reply.pool.processes}'
+send "t.sleep.delay(60)"
+until cctl active -d "$WORKER" | grep -q tests.app.sleep; do :; done
+step "cctl active --each -d \$WORKER | jq -c '{worker, uuid, name: .item.name}'"
+cctl active --each -d "$WORKER" | jq -c '{worker, uuid, name: .item.name}'
+step "cctl active --each -d \$WORKER | cctl terminate SIGKILL - -d \$WORKER"
+cctl active --each -d "$WORKER" | cctl terminate SIGKILL - -d "$WORKER"
+step "cctl shutdown   # refused: it would reach every worker"
+cctl shutdown || echo "exit status $?"

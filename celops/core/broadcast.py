@@ -1,10 +1,44 @@
 """Remote control through celery's pidbox mailbox, as ``app.control.broadcast`` does it.
 
 Only a broker connection is needed, no app: the mailbox is celery's default
-``celery`` fanout exchange (``celery.pidbox``) with JSON bodies.
+``celery`` fanout exchange (``celery.pidbox``) with JSON bodies, and replies
+come back through the ``reply.celery.pidbox`` direct exchange.
+
+``open_mailbox`` gives a session that sends many requests and collects their
+replies against one overall deadline. Each session has a reply queue of its
+own (a fresh random id, so a previous run's queue is never read) and each
+request a fresh ticket, so replies to anything else are dropped. The reply
+queue is removed when the session closes, timeouts included: no orphaned
+``*.reply.celery.pidbox`` keys on Redis (celery issue 6089).
+
+Start-up time is most of a ``cctl ping``, and importing kombu (and redis-py)
+costs more than the rest of it: so on plain ``redis://`` the session speaks
+the Redis protocol itself, on ``amqp://``/``amqps://`` it uses py-amqp (what
+kombu itself runs on) directly, and every other URL (``rediss://``) goes
+through kombu.
 """
 
+import base64
+import os
+import socket
+import time
+
 MAILBOX_NAME = "celery"
+EXCHANGE = f"{MAILBOX_NAME}.pidbox"
+REPLY_EXCHANGE = f"reply.{MAILBOX_NAME}.pidbox"
+# celery's control_queue_expires and control_queue_ttl: a reply queue outlives
+# a crashed client by this long at most (RabbitMQ; Redis keys get deleted).
+REPLY_QUEUE_EXPIRES = 10.0
+REPLY_MESSAGE_TTL = 300.0
+# kombu's MIN_BINDING_TTL: how long a Redis binding table is kept without refresh.
+BINDING_TTL_MS = 60 * 60 * 1000
+
+
+def new_id():
+    """A random uuid4-shaped id, for reply queues, tickets and delivery tags (no uuid import at start-up)."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
 def mailbox(connection):
@@ -17,3 +51,293 @@ def mailbox(connection):
 def send(connection, command, arguments=None, destination=None):
     """Fire and forget: broadcast ``command`` without waiting for replies (``heartbeat``, ``enable_events``)."""
     mailbox(connection)._broadcast(command, arguments or {}, destination, reply=False)
+
+
+def open_mailbox(broker, timeout):
+    """A reply-collecting session on ``broker``; connecting gives up after ``timeout`` seconds."""
+    if broker.url.startswith("redis://"):
+        return RedisMailbox(broker, timeout)
+    if broker.transport == "amqp":
+        return AmqpMailbox(broker, timeout)
+    return KombuMailbox(broker, timeout)
+
+
+class _Session:
+    """What both transports share: request bodies, tickets, and reply filtering."""
+
+    def __init__(self):
+        self.oid = new_id()
+        self.reply_queue = f"{self.oid}.{REPLY_EXCHANGE}"
+        self.tickets = set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def request_body(self, command, arguments, destination, ticket):
+        """The pidbox request, as kombu's ``Mailbox._publish`` builds it."""
+        return {"method": command, "arguments": arguments, "destination": destination or None,
+                "pattern": None, "matcher": None, "ticket": ticket,
+                "reply_to": {"exchange": REPLY_EXCHANGE, "routing_key": self.oid}}
+
+    def request(self, command, arguments, destination=None, expires_in=None):
+        """Send one request; returns its ticket."""
+        ticket = new_id()
+        headers = {"clock": 1, "expires": time.time() + expires_in if expires_in else 0}
+        self._publish(self.request_body(command, arguments, destination, ticket), headers)
+        self.tickets.add(ticket)
+        return ticket
+
+    def _drain(self, remaining):
+        """What the consumer's callback put in ``self._inbox``, waiting up to ``remaining`` s for some.
+
+        For the sessions whose ``connection`` delivers to a callback (py-amqp, kombu).
+        """
+        if not self._inbox:
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                return []
+        received = self._inbox[:]
+        del self._inbox[:]  # in place: the consumer holds this very list
+        return received
+
+    def replies(self, deadline):
+        """Yield ``(ticket, hostname, reply)`` for our tickets until ``deadline`` (monotonic) or close."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for ticket, body in self._receive(remaining):
+                if ticket not in self.tickets or not isinstance(body, dict):
+                    continue  # a stale reply: another request's, or garbage
+                for hostname, reply in body.items():
+                    yield ticket, hostname, reply
+
+
+class RedisMailbox(_Session):
+    """The pidbox protocol straight over a Redis socket, as kombu's Redis transport lays it out.
+
+    Requests are PUBLISHed to ``/{db}.celery.pidbox``; workers find our reply
+    queue through the ``_kombu.binding.reply.celery.pidbox`` set and LPUSH
+    replies onto it; we BRPOP them. ``global_keyprefix``, ``sep`` and
+    ``fanout_prefix`` from the app's transport options are honoured.
+    """
+
+    def __init__(self, broker, timeout):
+        super().__init__()
+        from celops.core.broker import within
+
+        self.broker = broker
+        options = broker.transport_options
+        fanout_prefix = options.get("fanout_prefix", True)
+        if isinstance(fanout_prefix, str):
+            topic_prefix = fanout_prefix
+        else:
+            topic_prefix = f"/{broker.db}." if fanout_prefix else ""
+        self.topic = broker.key(f"{topic_prefix}{EXCHANGE}")
+        self.binding_key = broker.key(f"_kombu.binding.{REPLY_EXCHANGE}")
+        self.binding = broker.sep.join([self.oid, "", self.reply_queue])
+        self.reply_keys = [key for _, key in broker.priority_keys(self.reply_queue)]
+        self.wire = within(timeout, lambda: RespConnection(broker, timeout), broker.url)
+        self._bound = False
+
+    def _publish(self, body, headers):
+        import orjson
+
+        if not self._bound:
+            self.wire.pipeline(
+                ("SADD", self.binding_key, self.binding),
+                # as kombu does for expiring queues: sweepable if we are killed
+                ("ZADD", self.broker.key("_kombu.binding_deadlines"), "GT",
+                 int(time.time() * 1000) + BINDING_TTL_MS, REPLY_EXCHANGE))
+            self._bound = True
+        envelope = {
+            "body": base64.b64encode(orjson.dumps(body)).decode(),
+            "content-encoding": "utf-8", "content-type": "application/json", "headers": headers,
+            "properties": {"delivery_mode": 2, "delivery_info": {"exchange": EXCHANGE, "routing_key": ""},
+                           "priority": 0, "body_encoding": "base64", "delivery_tag": new_id()}}
+        self.wire.call("PUBLISH", self.topic, orjson.dumps(envelope))
+
+    def _receive(self, remaining):
+        import json  # not orjson: workers' replies may hold NaN or Infinity (conf --include-defaults)
+
+        wait = f"{max(remaining, 0.001):.3f}"  # never "0.000": BRPOP 0 blocks forever
+        popped = self.wire.call("BRPOP", *self.reply_keys, wait, timeout=remaining + 1)
+        if not popped:
+            return
+        envelope = json.loads(popped[1])
+        body = envelope.get("body") or b""
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        yield envelope.get("headers", {}).get("ticket"), json.loads(body)
+
+    def close(self):
+        """Unbind first, then delete: a worker that finds no binding drops its late reply."""
+        try:
+            if self._bound:
+                self.wire.call("SREM", self.binding_key, self.binding)
+                self.wire.call("DEL", *self.reply_keys)
+        finally:
+            self.wire.close()
+
+
+class RespError(Exception):
+    """An error reply from Redis."""
+
+
+class RespConnection:
+    """Just enough of the Redis protocol (RESP2) for the mailbox: commands, pipelines, replies."""
+
+    def __init__(self, broker, timeout):
+        self.url = broker.url
+        self.sock = socket.create_connection((broker.host, broker.port or 6379), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+        handshake = [("PING",)]  # last: a server that wants a password says so here
+        if broker.db:
+            handshake.insert(0, ("SELECT", broker.db))
+        if broker.password is not None:
+            handshake.insert(0, ("AUTH", *([broker.username] if broker.username else []), broker.password))
+        try:
+            self.pipeline(*handshake)
+        except RespError as exc:
+            self.close()
+            raise ConnectionError(str(exc)) from None
+
+    def call(self, *command, timeout=None):
+        return self.pipeline(command, timeout=timeout)[0]
+
+    def pipeline(self, *commands, timeout=None):
+        """Send ``commands`` in one write and read their replies; an error reply raises RespError."""
+        from celops.core.exits import BrokerUnavailable
+
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(b"".join(_encode(command) for command in commands))
+            replies = [self._read() for _ in commands]
+        except (OSError, EOFError) as exc:
+            raise BrokerUnavailable(self.url, str(exc) or type(exc).__name__) from exc
+        for reply in replies:
+            if isinstance(reply, RespError):
+                raise reply
+        return replies
+
+    def _read(self):
+        line = self.reader.readline()
+        if not line.endswith(b"\r\n"):
+            raise EOFError("connection closed by the server")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RespError(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else self.reader.read(size + 2)[:-2]
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self._read() for _ in range(size)]
+        raise EOFError(f"unexpected reply from Redis: {line[:40]!r}")
+
+    def close(self):
+        try:
+            self.reader.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _encode(command):
+    parts = [arg if isinstance(arg, bytes) else str(arg).encode() for arg in command]
+    return b"".join([b"*%d\r\n" % len(parts)] + [b"$%d\r\n%s\r\n" % (len(part), part) for part in parts])
+
+
+class AmqpMailbox(_Session):
+    """The session on RabbitMQ through py-amqp, declaring exactly what kombu's Mailbox declares."""
+
+    def __init__(self, broker, timeout):
+        super().__init__()
+        import amqp
+
+        from celops.core.broker import within
+
+        self._message = amqp.Message
+        secure = broker.url.split(":", 1)[0] == "amqps"
+
+        def connect():
+            connection = amqp.Connection(
+                host=f"{broker.host}:{broker.port or (5671 if secure else 5672)}", ssl=secure,
+                userid=broker.username or "guest", password=broker.password or "guest",
+                virtual_host=broker.vhost, connect_timeout=timeout)
+            connection.connect()
+            return connection
+
+        self.connection = within(timeout, connect, broker.url)
+        channel = self.channel = self.connection.channel()
+        channel.exchange_declare(REPLY_EXCHANGE, "direct", durable=False, auto_delete=False)
+        channel.queue_declare(self.reply_queue, durable=False, auto_delete=True, arguments={
+            "x-expires": int(REPLY_QUEUE_EXPIRES * 1000), "x-message-ttl": int(REPLY_MESSAGE_TTL * 1000)})
+        channel.queue_bind(self.reply_queue, REPLY_EXCHANGE, routing_key=self.oid)
+        self._inbox = []
+        self.consumer_tag = channel.basic_consume(self.reply_queue, no_ack=True, callback=self._inbox.append)
+        channel.exchange_declare(EXCHANGE, "fanout", durable=False, auto_delete=False)
+
+    def _publish(self, body, headers):
+        import orjson
+
+        message = self._message(orjson.dumps(body), content_type="application/json", content_encoding="utf-8",
+                                application_headers=headers, delivery_mode=1, priority=0)
+        self.channel.basic_publish(message, exchange=EXCHANGE, routing_key="")
+
+    def _receive(self, remaining):
+        import json  # see RedisMailbox._receive
+
+        for message in self._drain(remaining):
+            yield (message.headers or {}).get("ticket"), json.loads(message.body)
+
+    def close(self):
+        try:
+            self.channel.basic_cancel(self.consumer_tag)
+            self.channel.queue_delete(self.reply_queue)
+        finally:
+            self.connection.close()
+
+
+class KombuMailbox(_Session):
+    """The same session through kombu, for rediss:// and whatever else kombu speaks."""
+
+    def __init__(self, broker, timeout):
+        super().__init__()
+        from kombu import Consumer, Exchange, Producer, Queue
+
+        self.connection = broker.kombu(timeout)
+        channel = self.connection.default_channel
+        self.exchange = Exchange(EXCHANGE, "fanout", durable=False, delivery_mode="transient")
+        reply_exchange = Exchange(REPLY_EXCHANGE, "direct", durable=False, delivery_mode="transient")
+        self.queue = Queue(self.reply_queue, exchange=reply_exchange, routing_key=self.oid, durable=False,
+                           auto_delete=True, expires=REPLY_QUEUE_EXPIRES, message_ttl=REPLY_MESSAGE_TTL)(channel)
+        self.queue.declare()
+        self._inbox = []
+        self.consumer = Consumer(channel, [self.queue], accept=["json"], no_ack=True,
+                                 callbacks=[lambda body, message: self._inbox.append(
+                                     (message.headers.get("ticket"), body))])
+        self.consumer.consume()
+        self.producer = Producer(channel, exchange=self.exchange, serializer="json", auto_declare=True)
+
+    def _publish(self, body, headers):
+        self.producer.publish(body, headers=headers)
+
+    def _receive(self, remaining):
+        return self._drain(remaining)
+
+    def close(self):
+        try:
+            self.consumer.cancel()  # first: RabbitMQ cancels consumers of a deleted queue, loudly
+            self.queue.delete()
+        finally:
+            self.connection.release()

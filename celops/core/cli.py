@@ -141,6 +141,9 @@ class IO:
     def stdin_is_tty(self):
         return _isatty(self.stdin)
 
+    def stderr_is_tty(self):
+        return _isatty(self.stderr)
+
 
 def _isatty(stream):
     try:

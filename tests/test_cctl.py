@@ -1,0 +1,324 @@
+"""cctl against real workers on Redis and RabbitMQ, checked against celery's own inspect/control."""
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import orjson
+import pytest
+
+from celops.commands.cctl import main
+from celops.core.broadcast import KombuMailbox, open_mailbox
+from celops.core.broker import Broker
+from celops.core.redact import redact
+from tests import conftest
+from tests.conftest import run_bin, run_command
+from tests.support import ROOT, RabbitVhost, Worker, wait_for, worker_env
+
+
+class Cluster:
+    """One prefork worker (concurrency 2) of tests/app.py on its own queue, shared by a module."""
+
+    def __init__(self, transport, url, worker, queue):
+        self.transport = transport
+        self.url = url
+        self.worker = worker
+        self.queue = queue
+
+    def cctl(self, *argv, stdin=b""):
+        return run_command(main, ["-b", self.url, *argv], stdin=stdin)
+
+    def to_worker(self, *argv, stdin=b""):
+        return self.cctl(*argv, "-d", self.worker.hostname, "-t", "10", stdin=stdin)
+
+    def send(self, task, args=(), **options):
+        from celery import Celery
+
+        app = Celery(broker=self.url, set_as_current=False)
+        try:
+            return app.send_task(task, args, queue=self.queue, **options).id
+        finally:
+            app.close()
+
+    def celery(self, *argv):
+        """celery's own CLI, --json, against this worker."""
+        proc = subprocess.run([sys.executable, "-m", "celery", "-A", "tests.app", *argv, "-d", self.worker.hostname,
+                               "-t", "10", "--json"], cwd=ROOT, env=worker_env(self.url), capture_output=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module", params=["redis", "amqp"])
+def cluster(request, tmp_path_factory):
+    vhost = None
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        # a password on a server without one: the default user accepts any, so it must be redacted
+        url = server.url(next(conftest._next_db)).replace("redis://", "redis://default:s3cret@")
+    else:
+        vhost = RabbitVhost().create()
+        url = vhost.url()
+    queue = f"cctl-{uuid.uuid4().hex[:8]}"
+    worker = Worker(url, name="cctl", queues=[queue], logdir=str(tmp_path_factory.mktemp("cctl"))).start()
+    yield Cluster(request.param, url, worker, queue)
+    worker.stop()
+    if vhost:
+        vhost.delete()
+
+
+def replies(result):
+    assert result.status == 0, result
+    return [record for record in result.records if record["type"] == "reply"]
+
+
+def only_reply(result):
+    (record,) = replies(result)
+    return record["reply"]
+
+
+def poll(cluster, argv, predicate, what, timeout=20):
+    """Run cctl until ``predicate(records)`` holds; returns those records."""
+    found = []
+
+    def check():
+        found[:] = cluster.to_worker(*argv).records
+        return predicate(found)
+
+    wait_for(check, timeout, what)
+    return found
+
+
+# ---------------------------------------------------------------- agreement with celery inspect
+
+@pytest.mark.parametrize("command", ["ping", "registered", "active_queues", "conf", "report", "stats", "revoked",
+                                     "active", "reserved", "scheduled"])
+def test_reply_agrees_with_celery_inspect(cluster, command):
+    ours = cluster.to_worker(command)
+    record = replies(ours)[0]
+    assert record["command"] == command
+    assert record["hostname"] == record["worker"] == cluster.worker.hostname
+    assert isinstance(record["received"], float) and abs(record["received"] - time.time()) < 60
+    theirs = redact(cluster.celery("inspect", command)[cluster.worker.hostname])
+    if command == "stats":  # counters move between the two calls; the shape and identity must not
+        assert record["reply"].keys() == theirs.keys()
+        for key in ("pid", "pool.implementation", "pool.max-concurrency", "broker.hostname", "broker.transport"):
+            head, _, tail = key.partition(".")
+            assert (record["reply"][head][tail] if tail else record["reply"][head]) == \
+                   (theirs[head][tail] if tail else theirs[head])
+    elif command == "revoked":
+        assert sorted(record["reply"]) == sorted(theirs)
+    else:
+        assert record["reply"] == theirs
+
+
+def test_summary_on_a_terminal_only(cluster):
+    import io
+
+    from celops.core.cli import IO
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stderr = Terminal()
+    argv = ["-b", cluster.url, "ping", "-d", f"{cluster.worker.hostname},nobody@nowhere", "-t", "0.5"]
+    assert main(argv, io=IO(stdin=io.BytesIO(), stdout=io.BytesIO(), stderr=stderr)) == 1
+    assert stderr.getvalue() == "1 node replied\nno reply from nobody@nowhere\n"
+    assert cluster.cctl(*argv[2:]).stderr == ""
+
+
+def test_control_reply_agrees_with_celery_control(cluster):
+    ours = only_reply(cluster.to_worker("rate_limit", "tests.app.fail", "7/m"))
+    (theirs,) = cluster.celery("control", "rate_limit", "tests.app.fail", "7/m")
+    assert ours == theirs[cluster.worker.hostname] == {"ok": "new rate limit set successfully"}
+
+
+def test_no_password_in_stats_or_conf(cluster):
+    output = cluster.to_worker("stats").stdout + cluster.to_worker("conf", "--include-defaults").stdout
+    assert b'"broker_url"' in output and b'"alternates"' in output
+    secret = b"s3cret" if cluster.transport == "redis" else b"guest@"
+    assert secret not in output
+    assert b'"password":"guest"' not in output
+
+
+# ---------------------------------------------------------------- tasks: active, scheduled, revoke
+
+def test_active_then_revoke_terminate(cluster):
+    task_id = cluster.send("tests.app.sleep", (60,))
+    records = poll(cluster, ["active", "--each"], lambda records: any(r.get("uuid") == task_id for r in records),
+                   "the sleep task running")
+    (item,) = [record for record in records if record.get("uuid") == task_id]
+    assert item["item"]["name"] == "tests.app.sleep" and item["worker"] == cluster.worker.hostname
+    assert "reply" not in item
+
+    reply = only_reply(cluster.to_worker("revoke", task_id, "--terminate", "--signal", "KILL"))
+    assert task_id in reply["ok"]
+    poll(cluster, ["active"], lambda records: records and records[0]["reply"] == [], "the task killed")
+    revoked = cluster.to_worker("revoked", "--each").records
+    assert task_id in {record["uuid"] for record in revoked}
+
+
+def test_terminate_takes_active_records_from_stdin(cluster):
+    task_id = cluster.send("tests.app.sleep", (60,))
+    records = poll(cluster, ["active", "--each"], lambda records: any(r.get("uuid") == task_id for r in records),
+                   "the sleep task running")
+    stdin = b"".join(orjson.dumps(record) + b"\n" for record in records)
+    result = cluster.to_worker("terminate", "SIGKILL", "-", stdin=stdin)
+    assert task_id in only_reply(result)["ok"]
+    poll(cluster, ["active"], lambda records: records and records[0]["reply"] == [], "the task killed")
+
+
+def test_scheduled_countdown_task(cluster):
+    task_id = cluster.send("tests.app.add", (2, 2), countdown=300)
+    records = poll(cluster, ["scheduled", "--each"], lambda records: any(r.get("uuid") == task_id for r in records),
+                   "the countdown task scheduled")
+    (item,) = [record for record in records if record.get("uuid") == task_id]
+    assert item["item"]["request"]["name"] == "tests.app.add" and item["item"]["eta"]
+    only_reply(cluster.to_worker("revoke", task_id))
+
+
+# ---------------------------------------------------------------- control commands, confirmed
+
+def test_rate_limit_and_time_limit_are_confirmed(cluster):
+    assert only_reply(cluster.to_worker("rate_limit", "tests.app.add", "10/s")) == \
+        {"ok": "new rate limit set successfully"}
+    assert only_reply(cluster.to_worker("time_limit", "tests.app.add", "5", "9")) == \
+        {"ok": "time limits set successfully"}
+    registered = only_reply(cluster.to_worker("registered", "rate_limit", "soft_time_limit", "time_limit"))
+    assert "tests.app.add [rate_limit=10/s soft_time_limit=5.0 time_limit=9.0]" in registered
+
+
+def test_add_consumer_shows_in_active_queues(cluster, unique):
+    assert only_reply(cluster.to_worker("add_consumer", unique)) == {"ok": f"add consumer {unique}"}
+    poll(cluster, ["active_queues"], lambda records: unique in {q["name"] for q in records[0]["reply"]},
+         "the new queue consumed")
+    assert only_reply(cluster.to_worker("cancel_consumer", unique)) == {"ok": f"no longer consuming from {unique}"}
+
+
+# ---------------------------------------------------------------- reply collection
+
+def test_destination_returns_early(cluster):
+    started = time.monotonic()
+    result = cluster.cctl("ping", "-d", cluster.worker.hostname, "-t", "30")
+    assert time.monotonic() - started < 10
+    assert only_reply(result) == {"ok": "pong"}
+
+
+def test_expect_shortfall_exits_1(cluster):
+    result = cluster.cctl("ping", "--expect", "2", "-t", "0.5")
+    assert result.status == 1 and len(result.records) == 1
+    missing = cluster.cctl("ping", "-d", f"{cluster.worker.hostname},nobody@nowhere", "-t", "0.5")
+    assert missing.status == 1 and [r["worker"] for r in missing.records] == [cluster.worker.hostname]
+    assert cluster.cctl("status", "--expect", "1").status == 0
+
+
+def test_ids_from_stdin_plain_ndjson_and_bad_lines(cluster):
+    ids = [str(uuid.uuid4()) for _ in range(6)]
+    stdin = "\n".join([
+        ids[0],
+        json.dumps({"uuid": ids[1], "id": "not-this"}),
+        json.dumps({"id": ids[2]}),
+        "{not json",
+        json.dumps({"task_id": ids[3]}),
+        json.dumps({"request": {"id": ids[4]}}),
+        json.dumps({"name": "no id here"}),
+        "",
+        ids[5],
+    ]).encode()
+    result = cluster.to_worker("revoke", "-", "--batch-size", "4", stdin=stdin)
+    assert result.status == 65
+    assert "<stdin>:4: not JSON" in result.stderr and "<stdin>:7: no uuid or id or task_id or request.id field" \
+        in result.stderr
+    assert len(result.records) == 2  # 6 ids in batches of 4: two broadcasts
+    revoked = {record["uuid"] for record in cluster.to_worker("revoked", "--each").records}
+    assert set(ids) <= revoked
+
+    picked = cluster.to_worker("query_task", "-", "--id-field", "task.id", stdin=b'{"task": {"id": "x1"}}\n')
+    assert picked.status == 0 and replies(picked)[0]["reply"] == {}
+
+
+def test_stale_replies_are_ignored(cluster):
+    """A reply that carries another request's ticket is dropped, ours comes through."""
+    broker = Broker(cluster.url, "test")
+    with open_mailbox(broker, 5) as mailbox:
+        ticket = mailbox.request("ping", {}, [cluster.worker.hostname], expires_in=5)
+        inject_reply(cluster, mailbox, "an-old-ticket", {"ghost@nowhere": {"ok": "pong"}})
+        got = []
+        for item in mailbox.replies(time.monotonic() + 10):
+            got.append(item)
+            break
+    assert got == [(ticket, cluster.worker.hostname, {"ok": "pong"})]
+
+
+def inject_reply(cluster, mailbox, ticket, body):
+    """Publish a reply as a worker would, to the session's reply queue."""
+    from kombu import Connection
+    from kombu.pidbox import Mailbox
+
+    with Connection(cluster.url) as connection:
+        Mailbox("celery", type="fanout")(connection)._publish_reply(
+            body, "reply.celery.pidbox", mailbox.oid, ticket, serializer="json")
+
+
+def test_usage_errors_come_before_anything_is_sent():
+    # an unreachable broker would answer 69: 2 proves nothing was attempted
+    for argv in (["shutdown"], ["pool_restart"], ["pool_shrink", "1"], ["rate_limit", "tests.app.add", "fast"],
+                 ["revoke"], ["terminate", "SIGNOPE", "x"], ["ping", "--terminate"], ["ping", "--each"],
+                 ["nosuchcommand"], ["time_limit", "tests.app.add"], ["autoscale", "4"], ["ping", "extra"],
+                 ["revoke", "-", "-"], ["ping", "-"], ["revoke", "x", "--signal", "KILL"],
+                 ["revoke_by_stamped_headers", "novalue"]):
+        result = run_command(main, ["-b", "redis://127.0.0.1:1/0", *argv])
+        assert result.status == 2, (argv, result)
+        assert result.stdout == b"" and result.stderr.startswith("cctl: error: ")
+
+
+def test_unreachable_broker_is_69_without_the_password():
+    result = run_command(main, ["-b", "redis://:hunter2@127.0.0.1:1/0", "ping"])
+    assert result.status == 69 and "hunter2" not in result.stderr
+
+
+# ---------------------------------------------------------------- Redis: no orphaned reply keys
+
+def test_no_orphaned_reply_keys_after_a_timeout(redis_server, start_worker, unique):
+    """A solo worker busy in a task answers after cctl gave up: its reply must not leave a key behind."""
+    url = redis_server.url(next(conftest._next_db))
+    worker = start_worker(url, queues=[unique], pool="solo", concurrency=1)
+    client = Broker(url, "test").redis(5)
+    Cluster("redis", url, worker, unique).send("tests.app.sleep", (4,))
+    wait_for(lambda: client.llen(unique) == 0, 20, "the worker taking the task")  # solo: it runs at once
+    timed_out = run_command(main, ["-b", url, "stats", "-t", "0.5"])
+    assert timed_out.status == 1 and timed_out.stdout == b""
+    # the pidbox serves requests in order: once ping is answered, the late stats reply was sent (or dropped)
+    assert run_command(main, ["-b", url, "ping", "-d", worker.hostname, "-t", "30"]).status == 0
+    assert list(client.scan_iter(match="*reply.celery.pidbox*")) == []
+
+
+def test_kombu_mailbox_on_redis_cleans_up(redis_server, start_worker):
+    url = redis_server.url(next(conftest._next_db))
+    worker = start_worker(url, concurrency=1)
+    with KombuMailbox(Broker(url, "test"), 5) as mailbox:
+        ticket = mailbox.request("ping", {}, [worker.hostname], expires_in=5)
+        assert next(mailbox.replies(time.monotonic() + 10)) == (ticket, worker.hostname, {"ok": "pong"})
+    assert list(Broker(url, "test").redis(5).scan_iter(match="*reply.celery.pidbox*")) == []
+
+
+def test_shutdown_with_destination(redis_server, start_worker):
+    url = redis_server.url(next(conftest._next_db))
+    worker = start_worker(url, concurrency=1)
+    result = run_command(main, ["-b", url, "shutdown", "-d", worker.hostname, "-t", "10"])
+    assert result.status == 0 and result.stdout == b""  # workers exit without a reply
+    worker.process.wait(30)
+
+
+def test_global_keyprefix_from_the_app(redis_server, start_worker):
+    """An -A app's global_keyprefix prefixes the fanout topic, the binding and the reply keys."""
+    url = redis_server.url(next(conftest._next_db))
+    options = {"global_keyprefix": "pfx:"}
+    worker = start_worker(url, concurrency=1, transport_options=options)
+    result = run_bin("cctl", "-A", "tests.app", "ping", "-d", worker.hostname, "-t", "10",
+                     env={"CELOPS_TEST_BROKER": url, "CELOPS_TEST_TRANSPORT_OPTIONS": json.dumps(options)})
+    assert result.status == 0 and result.records[0]["reply"] == {"ok": "pong"}
+    assert list(Broker(url, "test").redis(5).scan_iter(match="*reply.celery.pidbox*")) == []
