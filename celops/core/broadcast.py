@@ -128,27 +128,21 @@ class RedisMailbox(_Session):
 
     def __init__(self, broker, timeout):
         super().__init__()
-        from celops.core.broker import within
+        from celops.core.resp import Redis
 
         self.broker = broker
-        options = broker.transport_options
-        fanout_prefix = options.get("fanout_prefix", True)
-        if isinstance(fanout_prefix, str):
-            topic_prefix = fanout_prefix
-        else:
-            topic_prefix = f"/{broker.db}." if fanout_prefix else ""
-        self.topic = broker.key(f"{topic_prefix}{EXCHANGE}")
+        self.topic = broker.fanout_topic(EXCHANGE)
         self.binding_key = broker.key(f"_kombu.binding.{REPLY_EXCHANGE}")
         self.binding = broker.sep.join([self.oid, "", self.reply_queue])
         self.reply_keys = [key for _, key in broker.priority_keys(self.reply_queue)]
-        self.wire = within(timeout, lambda: RespConnection(broker, timeout), broker.url)
+        self.wire = Redis.connect(broker, timeout)
         self._bound = False
 
     def _publish(self, body, headers):
         import orjson
 
         if not self._bound:
-            self.wire.pipeline(
+            self.wire.checked(
                 ("SADD", self.binding_key, self.binding),
                 # as kombu does for expiring queues: sweepable if we are killed
                 ("ZADD", self.broker.key("_kombu.binding_deadlines"), "GT",
@@ -182,79 +176,6 @@ class RedisMailbox(_Session):
                 self.wire.call("DEL", *self.reply_keys)
         finally:
             self.wire.close()
-
-
-class RespError(Exception):
-    """An error reply from Redis."""
-
-
-class RespConnection:
-    """Just enough of the Redis protocol (RESP2) for the mailbox: commands, pipelines, replies."""
-
-    def __init__(self, broker, timeout):
-        self.url = broker.url
-        self.sock = socket.create_connection((broker.host, broker.port or 6379), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = self.sock.makefile("rb")
-        handshake = [("PING",)]  # last: a server that wants a password says so here
-        if broker.db:
-            handshake.insert(0, ("SELECT", broker.db))
-        if broker.password is not None:
-            handshake.insert(0, ("AUTH", *([broker.username] if broker.username else []), broker.password))
-        try:
-            self.pipeline(*handshake)
-        except RespError as exc:
-            self.close()
-            raise ConnectionError(str(exc)) from None
-
-    def call(self, *command, timeout=None):
-        return self.pipeline(command, timeout=timeout)[0]
-
-    def pipeline(self, *commands, timeout=None):
-        """Send ``commands`` in one write and read their replies; an error reply raises RespError."""
-        from celops.core.exits import BrokerUnavailable
-
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.sendall(b"".join(_encode(command) for command in commands))
-            replies = [self._read() for _ in commands]
-        except (OSError, EOFError) as exc:
-            raise BrokerUnavailable(self.url, str(exc) or type(exc).__name__) from exc
-        for reply in replies:
-            if isinstance(reply, RespError):
-                raise reply
-        return replies
-
-    def _read(self):
-        line = self.reader.readline()
-        if not line.endswith(b"\r\n"):
-            raise EOFError("connection closed by the server")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            return RespError(rest.decode(errors="replace"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            size = int(rest)
-            return None if size < 0 else self.reader.read(size + 2)[:-2]
-        if kind == b"*":
-            size = int(rest)
-            return None if size < 0 else [self._read() for _ in range(size)]
-        raise EOFError(f"unexpected reply from Redis: {line[:40]!r}")
-
-    def close(self):
-        try:
-            self.reader.close()
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def _encode(command):
-    parts = [arg if isinstance(arg, bytes) else str(arg).encode() for arg in command]
-    return b"".join([b"*%d\r\n" % len(parts)] + [b"$%d\r\n%s\r\n" % (len(part), part) for part in parts])
 
 
 class AmqpMailbox(_Session):

@@ -55,9 +55,15 @@ class Redis:
 
         return within(timeout, connect, broker.url)
 
-    def pipeline(self, commands):
-        """Send every command at once and read every reply; error replies come back as ReplyError."""
+    def pipeline(self, commands, timeout=None):
+        """Send every command at once and read every reply; error replies come back as ReplyError.
+
+        ``timeout`` overrides the socket timeout for this round trip (a BRPOP
+        that waits longer than the connect timeout needs it).
+        """
         commands = list(commands)
+        if timeout is not None:
+            self.sock.settimeout(timeout)
         try:
             self.sock.sendall(b"".join(self.pack(tuple(command)) for command in commands))
             replies = []
@@ -74,12 +80,18 @@ class Redis:
         except OSError as exc:
             raise BrokerUnavailable(self.url, str(exc) or type(exc).__name__) from exc
 
-    def call(self, *command):
+    def call(self, *command, timeout=None):
         """One command; an error reply raises ReplyError."""
-        (reply,) = self.pipeline([command])
-        if isinstance(reply, ReplyError):
-            raise reply
+        (reply,) = self.checked(command, timeout=timeout)
         return reply
+
+    def checked(self, *commands, timeout=None):
+        """``pipeline`` whose first error reply, if any, is raised."""
+        replies = self.pipeline(commands, timeout=timeout)
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise reply
+        return replies
 
     def scan(self, command="SCAN", key=None, match=None, count=1000):
         """Everything SCAN (keys) or HSCAN/SSCAN/ZSCAN of ``key`` yields, cursor by cursor; never KEYS."""
