@@ -2,7 +2,6 @@
 
 import argparse
 import datetime
-import io
 import os
 import subprocess
 import sys

@@ -43,7 +43,7 @@ def test_help_man_page_and_completions(command):
 
     bash = os.path.join(ROOT, "completions", "bash", command)
     assert subprocess.run(["bash", "-n", bash]).returncode == 0
-    assert f"complete " in open(bash).read() and command in open(bash).read()
+    assert "complete " in open(bash).read() and command in open(bash).read()
     zsh = os.path.join(ROOT, "completions", "zsh", f"_{command}")
     assert open(zsh).read().startswith(f"#compdef {command}")
     if shutil.which("zsh"):

@@ -12,7 +12,6 @@ them from standard input: plain lines or NDJSON records (see --id-field),
 sent in batches, one broadcast per --batch-size ids.
 """
 
-import argparse
 import re
 import sys
 import time
@@ -140,7 +139,7 @@ def build_parser():
         "-d", "--destination", action="append", metavar="W1@HOST,W2@HOST",
         help="only these workers (comma-separated, repeatable); return as soon as they all replied"),
         cli.WORKER_NAMES)
-    parser.add_argument("--expect", type=_positive_int, metavar="N",
+    parser.add_argument("--expect", type=cli.whole_number(1), metavar="N",
                         help="return as soon as N workers replied; exit 1 if fewer did")
     parser.add_argument("--each", action="store_true",
                         help="one record per item of a list reply (active, reserved, scheduled, revoked, registered)")
@@ -159,7 +158,7 @@ def build_parser():
     parser.add_argument("--id-field", action="append", metavar="FIELD",
                         help="with -: the field of NDJSON input holding the task id (repeatable; dots walk "
                              f"into objects); default: the first present of {', '.join(DEFAULT_ID_FIELDS)}")
-    parser.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N",
+    parser.add_argument("--batch-size", type=cli.whole_number(1), default=1000, metavar="N",
                         help="ids per broadcast (default 1000)")
     # `cctl revoke -d w1 ID` puts options between the command's arguments
     parser.parse_args = parser.parse_intermixed_args
@@ -186,16 +185,6 @@ def build_parser():
         "task ends, after the deadline. A reply of a worker that answers after cctl exited is dropped "
         "by the broker: the reply queue is gone.")))
     return parser
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 # What validation makes of the command line, before anything is sent: the command, the worker

@@ -33,9 +33,9 @@ _NOT_DECODED = {"application/x-python-serialize": "pickle", "application/x-msgpa
 def build_parser():
     parser = cli.command_parser("cq-peek", __doc__, timeout=5.0)
     add_queue_argument(parser, dest="queue", nargs=None, help="the queue to look into")
-    parser.add_argument("-n", "--limit", type=non_negative_int, default=100, metavar="N",
+    parser.add_argument("-n", "--limit", type=cli.whole_number(0), default=100, metavar="N",
                         help="show at most N messages (default 100; 0 means all)")
-    parser.add_argument("--offset", type=non_negative_int, default=0, metavar="N",
+    parser.add_argument("--offset", type=cli.whole_number(0), default=0, metavar="N",
                         help="skip the first N messages, in delivery order")
     add_management_option(parser)
     parser.man_sections += [
@@ -60,18 +60,6 @@ def build_parser():
          "  cq-peek video --offset 100 -n 10 | jq -c '[.uuid, .args]'"),
     ]
     return parser
-
-
-def non_negative_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
 
 
 def run(ctx):

@@ -127,6 +127,21 @@ def positive_float(text):
     return value
 
 
+def whole_number(minimum):
+    """An argparse type for whole numbers of at least ``minimum``."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+        return value
+
+    return parse
+
+
 class IO:
     """The streams a command uses: binary stdin/stdout, text stderr. Tests inject their own."""
 
