@@ -43,8 +43,10 @@ RECORDS = {
             "hostname": "str: the worker that replied",
             "worker": "str: the same as hostname (the name `celery inspect` users expect)",
             "reply": "any: the worker's answer (absent with --each)",
-            "item": "any: with --each, one element of a list reply (a task request, a task id, a task name)",
             "uuid": "str: with --each, the task id of an active, reserved, scheduled or revoked item",
+            "name": "str: with --each, the task name (active, reserved, scheduled, registered items)",
+            "...": "with --each, the other fields of a task request at top level: id, args, kwargs, "
+                   "time_start, worker_pid, delivery_info, acknowledged; eta and priority for scheduled",
             "received": "float: epoch seconds when cctl received the reply",
         },
     },

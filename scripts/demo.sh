@@ -45,8 +45,8 @@ step "cctl stats | jq -c '{worker, pool: .reply.pool.implementation, processes: 
 cctl stats | jq -c '{worker, pool: .reply.pool.implementation, processes: .reply.pool.processes}'
 send "t.sleep.delay(60)"
 until cctl active -d "$WORKER" | grep -q tests.app.sleep; do :; done
-step "cctl active --each -d \$WORKER | jq -c '{worker, uuid, name: .item.name}'"
-cctl active --each -d "$WORKER" | jq -c '{worker, uuid, name: .item.name}'
+step "cctl active --each -d \$WORKER | jq -c '{worker, uuid, name}'"
+cctl active --each -d "$WORKER" | jq -c '{worker, uuid, name}'
 step "cctl active --each -d \$WORKER | cctl terminate SIGKILL - -d \$WORKER"
 cctl active --each -d "$WORKER" | cctl terminate SIGKILL - -d "$WORKER"
 step "cctl shutdown   # refused: it would reach every worker"

@@ -151,7 +151,7 @@ def test_active_then_revoke_terminate(cluster):
     records = poll(cluster, ["active", "--each"], lambda records: any(r.get("uuid") == task_id for r in records),
                    "the sleep task running")
     (item,) = [record for record in records if record.get("uuid") == task_id]
-    assert item["item"]["name"] == "tests.app.sleep" and item["worker"] == cluster.worker.hostname
+    assert item["name"] == "tests.app.sleep" and item["worker"] == cluster.worker.hostname
     assert "reply" not in item
 
     reply = only_reply(cluster.to_worker("revoke", task_id, "--terminate", "--signal", "KILL"))
@@ -176,7 +176,7 @@ def test_scheduled_countdown_task(cluster):
     records = poll(cluster, ["scheduled", "--each"], lambda records: any(r.get("uuid") == task_id for r in records),
                    "the countdown task scheduled")
     (item,) = [record for record in records if record.get("uuid") == task_id]
-    assert item["item"]["request"]["name"] == "tests.app.add" and item["item"]["eta"]
+    assert item["name"] == "tests.app.add" and item["eta"] and item["uuid"] == item["id"]
     only_reply(cluster.to_worker("revoke", task_id))
 
 

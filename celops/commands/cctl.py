@@ -176,7 +176,7 @@ def build_parser():
     parser.man_sections.append(("EXAMPLES", "\n".join([
         "  cctl ping -d w1@host,w2@host",
         "  cctl stats | jq -c '{worker, pool: .reply.pool.\"max-concurrency\"}'",
-        "  cctl active --each | jq -c 'select(.item.name == \"proj.slow\")' | cctl terminate KILL -",
+        "  cctl active --each | jq -c 'select(.name == \"proj.slow\")' | cctl terminate KILL -",
         "  cq-peek celery | jq -c 'select(.task == \"proj.bad\")' | cctl revoke -",
         "  cctl shutdown -d w1@host"])))
     parser.man_sections.append(("CAVEATS", (
@@ -332,18 +332,27 @@ def write_reply(ctx, command, hostname, reply):
         ctx.out.write({**head, "reply": reply, "received": received})
         return
     for item in reply:
-        task_id = _task_id(command, item)
-        ctx.out.write({**head, **({"uuid": task_id} if task_id else {}), "item": item, "received": received})
+        ctx.out.write({**head, **each_fields(command, item), "received": received})
 
 
-def _task_id(command, item):
+def each_fields(command, item):
+    """One item of a list reply as top-level fields, for jq and for ``cctl revoke -``.
+
+    Task requests (active, reserved, and the request inside a scheduled
+    entry) keep their own fields plus ``uuid``; their ``type`` and ``hostname``
+    repeat ``name`` and the worker, so they give way to the record's own.
+    A revoked item is a task id (``uuid``), a registered one a task ``name``.
+    """
     if command == "revoked":
-        return item
-    if command == "scheduled" and isinstance(item, dict):
-        item = item.get("request")
-    if command in ("active", "reserved", "scheduled") and isinstance(item, dict):
-        return item.get("id")
-    return None
+        return {"uuid": item}
+    if not isinstance(item, dict):
+        return {"name": item} if command == "registered" else {"item": item}
+    if command == "scheduled":
+        item = {**item.get("request", {}), **{k: v for k, v in item.items() if k != "request"}}
+    fields = {key: value for key, value in item.items() if key not in ("type", "hostname")}
+    if "id" in item:
+        fields["uuid"] = item["id"]
+    return fields
 
 
 def summarize(ctx, request, replied):

@@ -34,7 +34,7 @@ setup() {
 @test "cctl registered --each | head -1 exits 0 quietly" {
   run --separate-stderr bash -c "set -o pipefail; cctl registered --each -d '$WORKER' | head -1"
   assert_success
-  assert_output --partial '"item":"tests.app.add"'
+  assert_output --partial '"name":"tests.app.add"'
   [ -z "$stderr" ]
 }
 
