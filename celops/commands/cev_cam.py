@@ -54,9 +54,12 @@ def build_parser():
     parser = cli.command_parser(
         "cev-cam", __doc__, timeout=5.0,
         timeout_help="give up on the broker after this long (live mode)")
+    from celops.core.events import add_source_options
+
     cli.add_input_options(parser, "event records (cev-dump's output)")
     parser.add_argument("--live", action="store_true",
                         help="read events from the broker even when standard input is a pipe")
+    add_source_options(parser)
     timing = parser.add_argument_group("snapshots")
     timing.add_argument("--frequency", "-F", type=cli.positive_float, default=1.0, metavar="SECONDS",
                         help="take a snapshot this often (default 1.0)")
@@ -269,46 +272,75 @@ def run(ctx):
     args = ctx.args
     check_options(args)
     live = reads_broker(args, ctx.io)
-    if live:
-        raise UsageError("reading the broker directly needs celops.core.events (not merged yet): "
-                         "use cev-dump | cev-cam")
     if args.detach:
         detach(args.pidfile, args.logfile)
     elif args.pidfile:
         write_pidfile(args.pidfile)
     camera = PolaroidCamera(args) if args.camera else Camera(args, ctx.out)
-    reader = ctx.reader()
     try:
+        if live:
+            from celops.core.events import EventSource
+
+            with EventSource.from_args(ctx.broker, args) as source:
+                return snap(args, camera, lambda: camera.ingest(source), lambda: ExitStatus.OK)
+        reader = ctx.reader()
         return snap(args, camera, lambda: camera.ingest(reader.records()),
                     lambda: ExitStatus.DATA_ERROR if reader.bad_lines else ExitStatus.OK)
     finally:
         camera.close()
 
 
-def snap(args, camera, feed, status):
-    """Feed events in a thread; take shots on the timer here, and a last one at the end."""
-    finished = threading.Event()
-    failure = []
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM, --duration's SIGALRM, or a failing shutter."""
 
-    def reading():
+
+def snap(args, camera, feed, status):
+    """Feed events here, in the main thread; take shots on the timer in another; a last one at the end.
+
+    Reading stays in the main thread so that a signal can interrupt a read
+    blocked on an idle pipe or broker, and nothing is left reading stdin
+    when the interpreter exits.
+    """
+    def stop(signum, frame):
+        raise _Stop
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGALRM)}
+    done = threading.Event()
+    failure = []
+    shutter = threading.Thread(target=_shutter, args=(args, camera, done, failure), name="cev-cam-shutter",
+                               daemon=True)
+    try:
+        if args.duration:
+            signal.setitimer(signal.ITIMER_REAL, args.duration)
+        shutter.start()
         try:
             feed()
-        except BaseException as exc:  # handed to the main thread, which reports it
-            failure.append(exc)
-        finally:
-            finished.set()
+        except _Stop:
+            pass
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already: a second one changes nothing
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        done.set()
+        shutter.join()
+        if failure:
+            raise failure[0]
+        camera.shoot(last=True)
+        return status()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        done.set()
+        if shutter.is_alive():
+            shutter.join(5)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
-    stopped = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: (stopped.append(signum), finished.set()))
+
+def _shutter(args, camera, done, failure):
+    """The timer: a shot every --frequency (unless --once), the sink's cleanup hourly."""
     try:
-        threading.Thread(target=reading, name="cev-cam-reader", daemon=True).start()
-        start = time.monotonic()
-        deadline = start + args.duration if args.duration else None
-        next_shot, next_cleanup = start + args.frequency, start
+        next_shot = next_cleanup = time.monotonic()
+        next_shot += args.frequency
         while True:
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
             if now >= next_cleanup:
                 camera.cleanup()
                 next_cleanup = now + CLEANUP_INTERVAL
@@ -316,16 +348,11 @@ def snap(args, camera, feed, status):
                 camera.shoot()
                 next_shot = max(next_shot + args.frequency, now)
             wake = next_cleanup if args.once else min(next_cleanup, next_shot)
-            if deadline is not None:
-                wake = min(wake, deadline)
-            if finished.wait(max(0.0, wake - time.monotonic())):
-                break
-        if failure:
-            raise failure[0]
-        camera.shoot(last=True)
-        return status()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            if done.wait(max(0.0, wake - time.monotonic())):
+                return
+    except BaseException as exc:  # a broken pipe, a full disk: stop the reading, report it there
+        failure.append(exc)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
 
 
 def write_pidfile(path):

@@ -90,7 +90,7 @@ class SqliteSink:
         import sqlite3
 
         self.retain_days = retain_days
-        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # shots come from the timer thread
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SQLITE_SCHEMA)
