@@ -170,7 +170,7 @@ class Camera:
         """The stream's clock: the last local_received plus the time since it was read."""
         wall = time.time()
         stream_time = self.state.stream_time
-        if stream_time is None or self.read_at is None:
+        if not stream_time or self.read_at is None:
             return wall
         return stream_time + (wall - self.read_at)
 

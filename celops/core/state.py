@@ -17,6 +17,7 @@ It keeps less than celery's ``Task``: no args/kwargs/result, no parent/child
 links and no time heap, which is what makes it several times faster and smaller.
 """
 
+from bisect import bisect_left
 from collections import deque
 
 # celery.states.PRECEDENCE: lower index is later in a task's life. Unknown
@@ -31,6 +32,7 @@ TASK_STATES = {
     "retried": "RETRY", "succeeded": "SUCCESS", "revoked": "REVOKED", "rejected": "REJECTED",
 }
 _SUBJECT_RANK = {subject: _RANK[state] for subject, state in TASK_STATES.items()}
+_TASK_SUBJECTS = {f"task-{subject}": subject for subject in TASK_STATES}
 
 HEARTBEAT_EXPIRE_WINDOW = 200  # percent of freq, as celery.events.state
 DEFAULT_FREQ = 60.0  # celery's Worker.freq before a worker event says otherwise
@@ -108,8 +110,8 @@ _WORKER_FIELDS = ("freq", "active", "processed", "loadavg", "sw_ident", "sw_ver"
 class State:
     """Workers, tasks and counters, fed one event record at a time by ``event``.
 
-    ``stream_time`` is the latest ``local_received`` seen: the clock against
-    which worker liveness is judged when replaying a saved stream.
+    ``stream_time`` is the latest ``local_received`` seen (0.0 before any):
+    the clock against which worker liveness is judged when replaying a saved stream.
     """
 
     def __init__(self, max_tasks=10000, max_workers=5000):
@@ -122,7 +124,7 @@ class State:
         self.gaps = 0
         self.errors = 0
         self.ignored = 0
-        self.stream_time = None
+        self.stream_time = 0.0
         # (event subject, task name, hostname) -> count; what prom's *_total counters show
         self.task_events = {}
         # (task name, hostname) -> [bucket counts..., +Inf count, sum]; the runtime histogram
@@ -130,22 +132,25 @@ class State:
 
     def event(self, record):
         """Apply one record; anything that is not an event is counted, never fatal."""
-        kind = record.get("type")
-        if kind.__class__ is not str:
-            self.ignored += 1
-            return
-        local_received = record.get("local_received")
-        if local_received is not None and (self.stream_time is None or local_received > self.stream_time):
-            self.stream_time = local_received
-        if kind.startswith("task-"):
-            self._task_event(kind[5:], record)
-        elif kind.startswith("worker-"):
-            self._worker_event(kind[7:], record, local_received)
-        elif kind == "celops-gap":
-            self.gaps += 1
-        elif kind == "error":
-            self.errors += 1
-        else:
+        try:
+            kind = record.get("type")
+            local_received = record.get("local_received")
+            if local_received is not None and local_received > self.stream_time:
+                self.stream_time = local_received
+            subject = _TASK_SUBJECTS.get(kind) if kind.__class__ is str else None
+            if subject is not None or (kind.__class__ is str and kind.startswith("task-")):
+                self._task_event(subject or kind[5:], record)
+            elif kind.__class__ is not str:
+                self.ignored += 1
+            elif kind.startswith("worker-"):
+                self._worker_event(kind[7:], record, local_received)
+            elif kind == "celops-gap":
+                self.gaps += 1
+            elif kind == "error":
+                self.errors += 1
+            else:
+                self.ignored += 1
+        except (TypeError, AttributeError):  # a field of the wrong type: JSON, but not an event
             self.ignored += 1
 
     def _task_event(self, subject, record):
@@ -164,13 +169,13 @@ class State:
                 tasks.pop(arrivals.popleft(), None)
         timestamp = record.get("timestamp")
         hostname = record.get("hostname")
+        name = record.get("name")
         rank = _SUBJECT_RANK.get(subject)
         if rank is None:  # a custom state, ranked as celery ranks unknown ones
             state, rank = subject.upper(), _UNKNOWN_RANK
         else:
             state = TASK_STATES[subject]
             setattr(task, subject, timestamp)
-        name = record.get("name")
         if subject == "sent":
             pass  # sent by the client: its hostname is not the worker's
         elif rank > task.rank and state != "RETRY" and task.state != "RETRY":
@@ -182,36 +187,34 @@ class State:
                 if "retries" in record:
                     task.retries = record["retries"]
         else:
-            task.state, task.rank, task.timestamp = state, rank, timestamp
-            task.hostname = hostname
-            task.clock = record.get("clock", task.clock)
+            task.state, task.rank, task.timestamp, task.hostname = state, rank, timestamp, hostname
+            task.clock = record.get("clock", 0)
             if subject == "succeeded":
                 task.runtime = runtime = record.get("runtime")
                 if runtime is not None:
                     self._observe(name or task.name, hostname, runtime)
             elif subject == "failed":
                 task.exception = record.get("exception")
-            elif subject == "received" and "retries" in record:
-                task.retries = record["retries"]
+            elif subject == "received":
+                task.retries = record.get("retries")
         if name is not None:
             task.name = name
         task.changed = True
         key = (subject, task.name, hostname)
-        self.task_events[key] = self.task_events.get(key, 0) + 1
+        task_events = self.task_events
+        task_events[key] = task_events.get(key, 0) + 1
         if hostname is not None and timestamp is not None and subject != "sent":
-            self._beat(hostname, timestamp)
+            worker = self.workers.get(hostname) or self._worker(hostname)
+            beat = worker.last_heartbeat
+            if beat is None or timestamp > beat:
+                worker.last_heartbeat = timestamp
 
     def _observe(self, name, hostname, runtime):
         key = (name, hostname)
         histogram = self.runtimes.get(key)
         if histogram is None:
             histogram = self.runtimes[key] = [0] * (len(RUNTIME_BUCKETS) + 2)
-        for index, bound in enumerate(RUNTIME_BUCKETS):
-            if runtime <= bound:
-                break
-        else:
-            index = len(RUNTIME_BUCKETS)
-        histogram[index] += 1
+        histogram[bisect_left(RUNTIME_BUCKETS, runtime)] += 1  # buckets are upper bounds, inclusive
         histogram[-1] += runtime
 
     def _worker(self, hostname):
@@ -222,11 +225,6 @@ class State:
             if len(workers) > self.max_workers:
                 del workers[next(iter(workers))]
         return worker
-
-    def _beat(self, hostname, when):
-        worker = self._worker(hostname)
-        if worker.last_heartbeat is None or when > worker.last_heartbeat:
-            worker.last_heartbeat = when
 
     def _worker_event(self, subject, record, local_received):
         hostname = record.get("hostname")
@@ -242,7 +240,8 @@ class State:
         if subject == "offline":
             worker.last_heartbeat = None
         elif local_received and record.get("timestamp"):
-            self._beat(hostname, local_received)
+            if worker.last_heartbeat is None or local_received > worker.last_heartbeat:
+                worker.last_heartbeat = local_received
 
     def clear_tasks(self):
         """``--clear-after``: forget the tasks, keep workers and counters."""
