@@ -123,9 +123,15 @@ def test_snapshot_fields_and_task_records_for_cctl():
     assert worker["hostname"] == "w1@h" and worker["alive"] and worker["active"] == 1 and worker["freq"] == 2.0
 
 
-def test_clear_after_forgets_tasks_between_shots(tmp_path):
-    result = run_command(cev_cam.main, ["--once", "--clear-after"], ndjson(lifecycle("a1")))
-    assert snapshots(result)[0]["tasks"]["count"] == 1
+def test_clear_after_forgets_tasks_between_shots():
+    process = feeder(["--frequency", "0.1", "--clear-after"])
+    shots = Lines(process)
+    process.stdin.write(ndjson(lifecycle("a1")))
+    process.stdin.flush()
+    shots.wait_for(lambda shot: shot["tasks"]["count"] == 1, 20, "the task in a snapshot")
+    shots.wait_for(lambda shot: shot["tasks"]["count"] == 0 and shot["event_count"] == 3, 20, "an empty table")
+    process.stdin.close()
+    assert process.wait(10) == 0
 
 
 # -- sinks -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ a celery Polaroid subclass gets on_shutter(state) with a real celery State.
 
 Where events come from: FILE arguments (- is standard input), or standard
 input when it is a pipe or a file (cev-dump | cev-cam, cev-cam < saved.ndjson);
-otherwise, or with --live, -b or -A, it reads the broker itself. Under cron,
+otherwise, or with --live, -b, -A or --detach, it reads the broker itself. Under cron,
 whose standard input is a pipe, say --live (or -b).
 
 The input is cev-dump's records: events, celops-gap records (counted, shown
@@ -243,10 +243,10 @@ def _import_class(path):
 
 
 def reads_broker(args, io):
-    """FILE arguments or a piped/redirected stdin mean NDJSON; --live, -b, -A or a terminal, the broker."""
+    """NDJSON for FILE arguments or a piped/redirected stdin; else (--live, -b, -A, --detach, a tty) the broker."""
     if args.files:
         return False
-    if args.live or args.broker or args.app:
+    if args.live or args.broker or args.app or args.detach:
         return True
     try:
         mode = os.fstat(io.stdin.fileno()).st_mode
