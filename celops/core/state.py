@@ -137,11 +137,13 @@ class State:
             local_received = record.get("local_received")
             if local_received is not None and local_received > self.stream_time:
                 self.stream_time = local_received
-            subject = _TASK_SUBJECTS.get(kind) if kind.__class__ is str else None
-            if subject is not None or (kind.__class__ is str and kind.startswith("task-")):
-                self._task_event(subject or kind[5:], record)
-            elif kind.__class__ is not str:
+            subject = _TASK_SUBJECTS.get(kind)
+            if subject is not None:
+                return self._task_event(subject, record)
+            if kind.__class__ is not str:
                 self.ignored += 1
+            elif kind.startswith("task-"):
+                self._task_event(kind[5:], record)
             elif kind.startswith("worker-"):
                 self._worker_event(kind[7:], record, local_received)
             elif kind == "celops-gap":
