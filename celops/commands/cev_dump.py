@@ -182,8 +182,8 @@ def run(ctx):
 
 
 def gap_warning(gap):
-    dropped = "an unknown number of" if gap["dropped"] is None else gap["dropped"]
-    return (f"events lost ({dropped} dropped) between {gap['since']:.3f} and {gap['until']:.3f}: "
+    dropped = "unknown number" if gap["dropped"] is None else gap["dropped"]
+    return (f"events lost ({dropped}) between {gap['since']:.3f} and {gap['until']:.3f}: "
             f"{gap['reason']}")
 
 

@@ -3,7 +3,7 @@
 Reading the broker is decoupled from decoding and writing: a reader thread
 only moves bytes (Redis) or raw messages (RabbitMQ) into a bounded in-memory
 backlog, so a slow consumer downstream never makes the broker drop the
-subscription. The caller's thread decodes (hiredis, orjson) as it takes.
+subscription. The caller's thread decodes (orjson) as it takes.
 
 API::
 
@@ -34,10 +34,15 @@ caller has taken its events, so nothing is lost between runs.
 """
 
 import collections
+import sys
 import socket
 import threading
 import time
 import uuid
+from binascii import Error as BinasciiError
+from binascii import a2b_base64
+
+from orjson import loads
 
 from celops.core import cli
 from celops.core.exits import BrokerUnavailable, UsageError
@@ -49,8 +54,9 @@ CELERY_QUEUE_TTL = 5.0  # celery's event_queue_ttl
 CELERY_QUEUE_EXPIRES = 60.0  # celery's event_queue_expires
 ENABLE_EVENTS_EVERY = 5.0  # as Flower does
 NAMED_QUEUE_PREFETCH = 5000
-RECV_BYTES = 1 << 18
+RECV_BYTES = 1 << 22
 BACKOFF_MAX = 5.0
+READER_SWITCH_INTERVAL = 0.0005
 
 
 def add_source_options(parser):
@@ -173,6 +179,9 @@ class EventSource:
         self.close()
 
     def start(self):
+        # The reader thread must get the GIL back soon after its recv returns,
+        # not after the default 5 ms, or the broker's buffer fills while we decode.
+        sys.setswitchinterval(READER_SWITCH_INTERVAL)
         self._connect_first()
         self._spawn(self._read_forever, "celops-events-reader")
         if self.args.wakeup or self.args.enable_events:
@@ -250,31 +259,28 @@ class EventSource:
     def _on_gap(self):
         """Forget what was half-read before the connection dropped."""
 
-    def _decode_body(self, body, content_type, received, size, extra):
-        """Queue the events of one message body (bytes), or one error record."""
+    def _decode_body(self, body, content_type, received, size):
+        """Queue the events of one message body; returns False if it queued an error record."""
         pending = self._pending
         if content_type and content_type != "application/json":
-            pending.append(error_record(f"unsupported content type {content_type}", size, received, **extra))
-            return
+            pending.append(error_record(f"unsupported content type {content_type}", size, received))
+            return False
         try:
-            value = _loads(body)
+            value = loads(body)
         except ValueError as exc:
-            pending.append(error_record(f"body is not JSON: {exc}", size, received, **extra))
-            return
-        events = value if type(value) is list else (value,)
-        for event in events:
-            if type(event) is dict:
+            pending.append(error_record(f"body is not JSON: {exc}", size, received))
+            return False
+        if type(value) is dict:
+            value["local_received"] = received
+            pending.append(value)
+            return True
+        if type(value) is list and all(type(event) is dict for event in value):  # task.multi
+            for event in value:
                 event["local_received"] = received
-                pending.append(event)
-            else:
-                pending.append(error_record(f"event is not a JSON object but {type(event).__name__}",
-                                            size, received, **extra))
-
-
-def _loads(data):
-    import orjson
-
-    return orjson.loads(data)
+            pending.extend(value)
+            return True
+        pending.append(error_record(f"not an event object but {type(value).__name__}", size, received))
+        return False
 
 
 def _backoff():
@@ -289,7 +295,11 @@ def _backoff():
 
 
 class RedisEventSource(EventSource):
-    """PSUBSCRIBE on a raw socket; the reader thread only moves bytes, hiredis parses them here."""
+    """PSUBSCRIBE on a raw socket; the reader thread only moves bytes, the caller's thread parses them.
+
+    The RESP parsing is done here rather than with hiredis, whose reader moves
+    its whole remaining buffer after every reply: quadratic on big reads.
+    """
 
     def __init__(self, broker, args):
         super().__init__(broker, args)
@@ -299,10 +309,7 @@ class RedisEventSource(EventSource):
         suffix = "/*" if options.get("fanout_patterns", True) else ""
         self.pattern = f"{broker.keyprefix}{prefix.format(db=broker.db)}{self.exchange}{suffix}"
         self._sock = None
-        import hiredis
-
-        self._new_parser = hiredis.Reader
-        self._parser = hiredis.Reader()
+        self._rest = b""
 
     def _connect_first(self):
         try:
@@ -373,51 +380,120 @@ class RedisEventSource(EventSource):
                 continue
 
     def close(self):
-        super().close()
-        if self._sock is not None:
+        self._stop.set()
+        if self._sock is not None:  # wakes the reader thread out of recv
             try:
                 self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        super().close()
+        if self._sock is not None:
             self._sock.close()
 
     def _on_gap(self):
-        self._parser = self._new_parser()
+        self._rest = b""
 
     def _decode_item(self, item):
+        """Decode every complete pmessage frame of the bytes read so far; keep the partial tail."""
         received, chunk = item
-        parser = self._parser
-        parser.feed(chunk)
-        while True:
-            reply = parser.gets()
-            if reply is False:
-                return
-            if type(reply) is list and len(reply) == 4 and reply[0] == b"pmessage":
-                self._decode_envelope(reply[3], received, reply[2])
+        buf = self._rest + chunk if self._rest else chunk
+        end = len(buf)
+        pos = 0
+        find = buf.find
+        decode = self._decode_envelope
+        while pos < end:
+            if not buf.startswith(_PMESSAGE, pos):
+                if _PMESSAGE.startswith(buf[pos:]):
+                    break  # the frame's head is still on its way
+                raise ProtocolError(f"unexpected reply from Redis: {bytes(buf[pos:pos + 40])!r}")
+            # *4 $8 pmessage $<n> <pattern> $<n> <channel> $<n> <data>, each line ending in CRLF
+            eol = find(b"\r\n", pos + _PMESSAGE_LEN)
+            if eol < 0:
+                break
+            mark = eol + 2 + int(buf[pos + _PMESSAGE_LEN:eol]) + 2
+            eol = find(b"\r\n", mark)
+            if eol < 0:
+                break
+            channel = eol + 2
+            mark = channel + int(buf[mark + 1:eol]) + 2
+            eol = find(b"\r\n", mark)
+            if eol < 0:
+                break
+            data = eol + 2
+            data_end = data + int(buf[mark + 1:eol])
+            if data_end + 2 > end:
+                break
+            decode(buf[data:data_end], received, buf, channel, mark - 2)
+            pos = data_end + 2
+        self._rest = buf[pos:]
 
-    def _decode_envelope(self, data, received, channel):
+    def _decode_envelope(self, data, received, frame, channel_start, channel_end):
         """kombu's Redis envelope: JSON with the (usually base64) body and its content type."""
+        body = _kombu_json_body(data)
+        if body is not None:
+            if not self._decode_body(body, None, received, len(data)):
+                self._pending[-1]["channel"] = _text(frame[channel_start:channel_end])
+            return
         try:
-            envelope = _loads(data)
+            envelope = loads(data)
             body = envelope["body"]
-            properties = envelope.get("properties") or {}
-            if properties.get("body_encoding") == "base64":
+            if envelope["properties"].get("body_encoding") == "base64":
                 body = _b64decode(body)
             content_type = envelope.get("content-type")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            reason = f"not a kombu message: {type(exc).__name__}: {exc}"
-            self._pending.append(error_record(reason, len(data), received, channel=channel.decode("utf-8", "replace")))
+            self._pending.append(error_record(_why_not_a_message(exc), len(data), received,
+                                              channel=_text(frame[channel_start:channel_end])))
             return
-        self._decode_body(body, content_type, received, len(data),
-                          {"channel": channel.decode("utf-8", "replace")})
+        if not self._decode_body(body, content_type, received, len(data)):
+            self._pending[-1]["channel"] = _text(frame[channel_start:channel_end])
+
+
+_BODY_HEAD = b'{"body": "'
+_JSON_BASE64 = (b'"content-type": "application/json"', b'"body_encoding": "base64"')
+
+
+def _kombu_json_body(data):
+    """The fast path for what celery sends: kombu's own envelope layout, base64 JSON body.
+
+    kombu writes ``{"body": "<base64>", ...}`` with a fixed layout; base64 has
+    no quotes or escapes, so the body ends at the next quote. Anything else
+    (or bad base64) returns None and takes the full JSON path.
+    """
+    if not data.startswith(_BODY_HEAD):
+        return None
+    end = data.find(b'"', 10)
+    if end < 0 or not data.endswith(b"}") or any(data.find(mark, end) < 0 for mark in _JSON_BASE64):
+        return None
+    try:
+        return a2b_base64(data[10:end], strict_mode=True)
+    except BinasciiError:
+        return None
+
+
+class ProtocolError(ConnectionError):
+    """The Redis byte stream is not what a pattern subscription sends."""
+
+
+_PMESSAGE = b"*4\r\n$8\r\npmessage\r\n$"
+_PMESSAGE_LEN = len(_PMESSAGE)
+
+
+def _text(raw):
+    return raw.decode("utf-8", "replace")
+
+
+def _why_not_a_message(exc):
+    if isinstance(exc, ValueError) and not str(exc).startswith("bad base64"):
+        return f"not a kombu message: not JSON: {exc}"
+    if isinstance(exc, (KeyError, TypeError, AttributeError)):
+        return f"not a kombu message: no body or properties ({type(exc).__name__}: {exc})"
+    return f"not a kombu message: {exc}"
 
 
 def _b64decode(text):
-    import binascii
-
     try:
-        return binascii.a2b_base64(text, strict_mode=True)
-    except binascii.Error as exc:
+        return a2b_base64(text, strict_mode=True)
+    except BinasciiError as exc:
         raise ValueError(f"bad base64 body: {exc}") from None
 
 
@@ -572,7 +648,7 @@ class AmqpEventSource(EventSource):
         if self._taken:
             self._done = self._taken
         self._taken = (generation, tag)
-        self._decode_body(body, content_type, received, len(body), {})
+        self._decode_body(body, content_type, received, len(body))
 
 
 def _release(connection):
