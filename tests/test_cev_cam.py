@@ -221,13 +221,14 @@ def test_maxrate_limits_shots_and_sigterm_flushes_a_last_one():
 
 
 def test_ctrl_c_exits_130_quietly():
-    process = feeder(["--frequency", "10"])
+    process = feeder(["--frequency", "0.1"])
+    shots = Lines(process)
     process.stdin.write(ndjson(lifecycle("a1")))
     process.stdin.flush()
-    time.sleep(0.5)  # let it start and install its handlers
+    shots.wait_for(lambda shot: shot["event_count"] == 3, 20, "a first snapshot")  # running, handlers in place
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=10)
-    assert process.returncode == 130 and err == b""
+    assert process.wait(10) == 130
+    assert process.stderr.read() == b""
 
 
 # -- third-party cameras -----------------------------------------------------------------------
