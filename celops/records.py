@@ -98,15 +98,34 @@ RECORDS = {
     },
     "snapshot": {
         "produced_by": "cev-cam", "consumed_by": "jq, dashboards",
-        "summary": "The cluster State at one moment.",
-        "fields": {"type": "\"snapshot\"", "timestamp": "float: epoch seconds",
-                   "workers": "list of worker objects", "tasks": "object of counts"},
+        "summary": "The cluster State at one moment: workers, and counts over the tasks in cev-cam's table.",
+        "fields": {
+            "type": "\"snapshot\"",
+            "timestamp": "float: epoch seconds, the stream's clock (last local_received + time since)",
+            "event_count": "int: task and worker events applied since the start",
+            "gaps": "int: celops-gap records seen", "errors": "int: error records seen",
+            "ignored": "int: records that are not events (no or unknown type, wrong field types)",
+            "workers": "list of {hostname, alive (by heartbeat: now < last_heartbeat + 2 * freq), active, "
+                       "processed, loadavg, freq (s), last_heartbeat (float), sw_ver}",
+            "tasks": "object: count, by_state {STATE: n}, by_name {name: {STATE: n}}, "
+                     "by_worker {hostname: {STATE: n}}, runtime {name: {count, p50, p95, max}} (seconds)",
+            "wait": "object: {name: {count, p50, p95, max}}, seconds from task-received to task-started",
+        },
     },
     "task": {
         "produced_by": "cev-cam --tasks", "consumed_by": "cctl revoke - (uuid)",
-        "summary": "One task's merged state, as of a snapshot.",
-        "fields": {"type": "\"task\"", "uuid": "str: task id", "name": "str", "state": "str",
-                   "hostname": "str: worker"},
+        "summary": "One task's merged state as of a snapshot (written when it changed since the last one).",
+        "fields": {
+            "type": "\"task\"", "uuid": "str: task id", "name": "str: task name",
+            "state": "str: PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED, REJECTED",
+            "hostname": "str: the worker",
+            "timestamp": "float: epoch seconds of the event that set the state",
+            "clock": "int: that event's Lamport clock",
+            "received, started, succeeded, failed, retried, revoked, rejected, sent":
+                "float: epoch seconds of each event seen",
+            "runtime": "float: seconds (task-succeeded)", "wait": "float: seconds, received -> started",
+            "retries": "int", "exception": "str (task-failed)",
+        },
     },
     "error": {
         "produced_by": "cev-dump, cq-peek", "consumed_by": "jq",

@@ -51,3 +51,14 @@ step "cctl active --each -d \$WORKER | cctl terminate SIGKILL - -d \$WORKER"
 cctl active --each -d "$WORKER" | cctl terminate SIGKILL - -d "$WORKER"
 step "cctl shutdown   # refused: it would reach every worker"
 cctl shutdown || echo "exit status $?"
+
+step "cev-cam --live --wakeup --duration 4 --once | jq -c '{workers: [.workers[] | {hostname, alive}], by_name: .tasks.by_name}'"
+( sleep 1.5; send "t.add.delay(2, 2); t.add.delay(3, 4); t.fail.delay('demo')" ) &
+cev-cam --live --wakeup --duration 4 --once | jq -c '{workers: [.workers[] | {hostname, alive}], by_name: .tasks.by_name}'
+wait
+
+step "cev-cam --live --wakeup --duration 3 --once --sink prom --textfile \$DEMO/celery.prom; grep -E '^celery_(worker_up|task_succeeded_total)' \$DEMO/celery.prom"
+( sleep 1; send "t.add.delay(1, 1)" ) &
+cev-cam --live --wakeup --duration 3 --once --sink prom --textfile "$DEMO/celery.prom"
+wait
+grep -E '^celery_(worker_up|task_succeeded_total)' "$DEMO/celery.prom"

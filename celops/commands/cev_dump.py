@@ -1,17 +1,190 @@
-"""Write the Celery event stream as NDJSON (not built yet: see its issue)."""
+"""Write the Celery event stream as NDJSON, one event per line, filtered and without silent loss.
 
+Every event the workers send comes out with all its fields plus
+local_received; task.multi batches of prefork workers are unpacked in order.
+A reader thread keeps the broker drained into an in-memory backlog (--buffer),
+so a slow pipe downstream does not make the broker drop the subscription.
+When events are lost anyway (broker restart, output-buffer limit, backlog
+full) a celops-gap record says so and the stream goes on.
+
+Workers must send events (celery worker -E, or --enable-events here).
+"""
+
+import collections
+import fnmatch
+import re
 import sys
+import time
 
 from celops.core import cli
-from celops.core.exits import CelopsError
+from celops.core.events import add_source_options
+
+GAP, ERROR = "celops-gap", "error"
+TASK_NAMES_KEPT = 100_000  # uuid -> task name, for --task on events that do not carry the name
+HEARTBEAT = "worker-heartbeat"
 
 
 def build_parser():
-    return cli.command_parser("cev-dump", __doc__, timeout=5.0)
+    parser = cli.command_parser(
+        "cev-dump", __doc__, timeout=None,
+        timeout_help="stop after this many seconds without writing a record (default: never)")
+    filters = parser.add_argument_group("filters")
+    filters.add_argument("--type", action="append", metavar="GLOB",
+                         help="only events of these types: task-failed, task-*; repeatable or comma-separated")
+    filters.add_argument("--task", action="append", metavar="GLOB",
+                         help="only task events of tasks whose name matches (remembered by uuid); repeatable")
+    cli.complete_with(filters.add_argument("--hostname", action="append", metavar="GLOB",
+                                           help="only events of workers whose hostname matches; repeatable"),
+                      cli.WORKER_NAMES)
+    filters.add_argument("--no-heartbeats", action="store_true", help="leave out worker-heartbeat events")
+    stop = parser.add_argument_group("stopping")
+    stop.add_argument("--limit", type=positive_int, metavar="N", help="stop after writing N records")
+    stop.add_argument("--duration", type=cli.positive_float, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--on-gap", choices=("record", "warn", "exit"), default="record",
+                        help="when events were lost: write a celops-gap record (default), warn on stderr, "
+                             "or warn and exit 1")
+    add_source_options(parser)
+    parser.man_sections[:0] = [
+        ("RECORDS", "event: every field the worker sent, plus local_received. "
+                    "celops-gap: {\"type\": \"celops-gap\", \"reason\", \"since\", \"until\", \"dropped\"}. "
+                    "error: {\"type\": \"error\", \"error\", \"size\", \"local_received\"} for an undecodable message. "
+                    "Filters apply to events; gap and error records always pass."),
+        ("EXAMPLES", "cev-dump --type task-failed | jq -r .exception\n"
+                     "cev-dump --task 'proj.billing.*' --duration 60 > billing.ndjson\n"
+                     "cev-dump --queue celops-audit --timeout 5 >> events.ndjson   # RabbitMQ, from cron"),
+        ("CAVEATS", "On RabbitMQ without --queue, celery's 5 s message TTL drops events the broker holds for a "
+                    "stalled reader; no gap record can say so. Use --queue, or --ttl."),
+    ]
+    return parser
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+class Matcher:
+    """Globs compiled once, answers cached per value (types and hostnames are few)."""
+
+    def __init__(self, globs):
+        patterns = [glob.strip() for text in globs for glob in text.split(",") if glob.strip()]
+        self._match = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
+        self._seen = {}
+
+    def __call__(self, value):
+        if value is None:
+            return False
+        answer = self._seen.get(value)
+        if answer is None:
+            answer = self._seen[value] = bool(self._match(value))
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+        return answer
+
+
+class TaskNames:
+    """uuid -> task name from task-received/task-sent, so later events of the task carry ``name`` too."""
+
+    def __init__(self, size=TASK_NAMES_KEPT):
+        self._names = collections.OrderedDict()
+        self._size = size
+
+    def fill(self, event):
+        uuid = event.get("uuid")
+        if uuid is None:
+            return
+        name = event.get("name")
+        names = self._names
+        if name is not None:
+            names[uuid] = name
+            if len(names) > self._size:
+                names.popitem(last=False)
+        else:
+            name = names.get(uuid)
+            if name is not None:
+                event["name"] = name
+
+
+def event_filter(args):
+    """A predicate on event records for the filter options, or None when nothing filters."""
+    tests = []
+    if args.type:
+        wanted = Matcher(args.type)
+        tests.append(lambda event: wanted(event.get("type")))
+    if args.no_heartbeats:
+        tests.append(lambda event: event.get("type") != HEARTBEAT)
+    if args.hostname:
+        hosts = Matcher(args.hostname)
+        tests.append(lambda event: hosts(event.get("hostname")))
+    if args.task:
+        tasks = Matcher(args.task)
+        tests.append(lambda event: tasks(event.get("name")))
+    if not tests:
+        return None
+    return lambda event: all(test(event) for test in tests)
 
 
 def run(ctx):
-    raise CelopsError("not built yet")
+    from celops.core.events import EventSource
+    from celops.core.ndjson import dumps
+
+    args = ctx.args
+    keep = event_filter(args)
+    names = TaskNames()
+    write = ctx.out.write_encoded
+    flush = ctx.out.flush
+    limit = args.limit
+    idle = args.timeout
+    deadline = time.monotonic() + args.duration if args.duration else None
+    written = 0
+    last_written = time.monotonic()
+    with EventSource.from_args(ctx.broker, args) as source:
+        get = source.get
+        while True:
+            record = get(0)
+            if record is None:  # caught up: show what we have, then wait for more or for a limit
+                flush()
+                now = time.monotonic()
+                waits = [t - now for t in (deadline, last_written + idle if idle else None) if t is not None]
+                record = get(max(min(waits), 0) if waits else None)
+                if record is None:
+                    return 0
+            elif deadline is not None and time.monotonic() >= deadline:
+                return 0
+            kind = record.get("type")
+            if kind == GAP:
+                if args.on_gap != "record":
+                    ctx.warn(gap_warning(record))
+                    if args.on_gap == "exit":
+                        return 1
+                    continue
+            elif kind != ERROR:
+                names.fill(record)
+                if keep is not None and not keep(record):
+                    if idle and time.monotonic() - last_written >= idle:
+                        return 0
+                    continue
+            write(dumps(record))
+            written += 1
+            if idle:
+                last_written = time.monotonic()
+            if limit is not None and written >= limit:
+                return 0
+
+
+def gap_warning(gap):
+    dropped = "unknown number" if gap["dropped"] is None else gap["dropped"]
+    return (f"events lost ({dropped}) between {gap['since']:.3f} and {gap['until']:.3f}: "
+            f"{gap['reason']}")
 
 
 def main(argv=None, io=None):

@@ -1,0 +1,659 @@
+"""The Celery event stream, read without silent loss (shared by cev-dump and cev-cam).
+
+Reading the broker is decoupled from decoding and writing: a reader thread
+only moves bytes (Redis) or raw messages (RabbitMQ) into a bounded in-memory
+backlog, so a slow consumer downstream never makes the broker drop the
+subscription. The caller's thread decodes (orjson) as it takes.
+
+API::
+
+    add_source_options(parser)   # --buffer, --queue, --ttl, --expires, --wakeup, --enable-events
+    with EventSource.from_args(broker, args) as source:   # BrokerUnavailable if the first connect fails
+        for record in source: ...                        # blocks; records in arrival order
+        record = source.get(timeout)                     # the next record, or None after `timeout` s
+
+Records are dicts:
+
+- events: every field the worker sent plus ``local_received`` (epoch float,
+  when the bytes reached celops); ``task.multi`` batches come out one event
+  per record, in order;
+- ``{"type": "celops-gap", "reason", "since", "until", "dropped"}`` when the
+  connection was lost (broker restart, output-buffer limit, backlog full):
+  the source reconnects with backoff on its own and goes on;
+- ``{"type": "error", "error", "size", "local_received"}`` for a wire message
+  that is not a decodable event (bad base64, bad JSON, not an object).
+
+Redis: celery makes ``celeryev`` a fanout exchange there, published with
+``PUBLISH {global_keyprefix}/{db}.celeryev/<routing key>``; we PSUBSCRIBE
+``{global_keyprefix}/{db}.celeryev/*`` on a raw socket (kombu/transport/redis.py:
+``keyprefix_fanout``, ``_get_publish_topic``, ``PrefixedRedisPubSub``).
+RabbitMQ: a queue bound to the ``celeryev`` topic exchange with ``#``, as
+celery's Receiver declares it (``celeryev.<uuid>``, 5 s message TTL, 60 s
+expiry), or ``--queue NAME``: durable, no TTL, acknowledged only once the
+caller has taken its events, so nothing is lost between runs.
+"""
+
+import collections
+import sys
+import socket
+import threading
+import time
+import uuid
+from binascii import Error as BinasciiError
+from binascii import a2b_base64
+
+from orjson import loads
+
+from celops.core import cli
+from celops.core.exits import BrokerUnavailable, UsageError
+
+DEFAULT_BUFFER_MB = 256
+DEFAULT_CONNECT_TIMEOUT = 5.0
+EVENT_EXCHANGE = "celeryev"
+CELERY_QUEUE_TTL = 5.0  # celery's event_queue_ttl
+CELERY_QUEUE_EXPIRES = 60.0  # celery's event_queue_expires
+ENABLE_EVENTS_EVERY = 5.0  # as Flower does
+NAMED_QUEUE_PREFETCH = 5000
+RECV_BYTES = 1 << 22
+BACKOFF_MAX = 5.0
+READER_SWITCH_INTERVAL = 0.0005
+
+
+def add_source_options(parser):
+    """The broker-reading options of every event command, declared once."""
+    group = parser.add_argument_group("event source")
+    group.add_argument("--buffer", type=cli.positive_float, default=DEFAULT_BUFFER_MB, metavar="MB",
+                       help="events read from the broker but not yet written are kept in memory up to "
+                            f"this size, so a slow reader downstream loses nothing (default {DEFAULT_BUFFER_MB})")
+    group.add_argument("--queue", metavar="NAME",
+                       help="RabbitMQ: consume from this durable, non-expiring queue without TTL, so events "
+                            "wait for the next run (default: a temporary celeryev.<uuid> queue)")
+    group.add_argument("--ttl", type=cli.positive_float, metavar="SECONDS",
+                       help=f"RabbitMQ: message TTL of the event queue (default {CELERY_QUEUE_TTL:g}, "
+                            "as celery; none with --queue)")
+    group.add_argument("--expires", type=cli.positive_float, metavar="SECONDS",
+                       help=f"RabbitMQ: delete the unused event queue after this long (default "
+                            f"{CELERY_QUEUE_EXPIRES:g}, as celery; never with --queue)")
+    group.add_argument("--wakeup", action="store_true",
+                       help="broadcast heartbeat on start so that workers show up at once")
+    group.add_argument("--enable-events", action="store_true",
+                       help=f"broadcast enable_events on start and every {ENABLE_EVENTS_EVERY:g} s, as Flower does")
+    return group
+
+
+def gap_record(reason, since, until, dropped=None):
+    return {"type": "celops-gap", "reason": reason, "since": since, "until": until, "dropped": dropped}
+
+
+def error_record(error, size, received, **extra):
+    return {"type": "error", "error": error, "size": size, "local_received": received, **extra}
+
+
+class _ReaderFailed:
+    """Carries an unexpected exception of the reader thread to the caller's thread."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
+class Backlog:
+    """A bounded FIFO between the reader thread and the caller's thread, sized in bytes.
+
+    ``put`` blocks while the backlog is full, which stops reading the broker:
+    the broker then buffers for us until it cuts the connection (a gap).
+    """
+
+    def __init__(self, limit_bytes):
+        self._items = collections.deque()
+        self._size = 0
+        self._limit = limit_bytes
+        self._cond = threading.Condition()
+        self.closed = False
+        self.peak = 0
+
+    def put(self, item, size):
+        """Append ``item``; returns when it had to wait for room (epoch float), else None."""
+        waited_since = None
+        with self._cond:
+            while self._size >= self._limit and size and not self.closed:
+                waited_since = waited_since or time.time()
+                self._cond.wait(0.5)
+            self._items.append((item, size))
+            self._size += size
+            self.peak = max(self.peak, self._size)
+            self._cond.notify_all()
+        return waited_since
+
+    def take(self, timeout=None):
+        """The oldest item, or None when ``timeout`` passes first."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+                if not self._items:
+                    return None
+            item, size = self._items.popleft()
+            was_full = self._size >= self._limit
+            self._size -= size
+            if was_full and self._size < self._limit:
+                self._cond.notify_all()
+            return item
+
+    def close(self):
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class EventSource:
+    """Base of both transports: the backlog, decoding, waking workers, the iterator protocol."""
+
+    def __init__(self, broker, args):
+        self.broker = broker
+        self.args = args
+        self.connect_timeout = min(getattr(args, "timeout", None) or DEFAULT_CONNECT_TIMEOUT,
+                                   DEFAULT_CONNECT_TIMEOUT)
+        self.backlog = Backlog(int(args.buffer * 1024 * 1024))
+        self._pending = collections.deque()
+        self._stop = threading.Event()
+        self._threads = []
+        self.exchange = EVENT_EXCHANGE
+        if broker.app is not None:
+            self.exchange = broker.app.conf.event_exchange or EVENT_EXCHANGE
+
+    @staticmethod
+    def from_args(broker, args):
+        """The source for ``broker``'s transport, configured by the options of ``add_source_options``."""
+        if broker.transport == "redis":
+            if args.queue or args.ttl or args.expires:
+                raise UsageError("--queue, --ttl and --expires apply to RabbitMQ only")
+            return RedisEventSource(broker, args)
+        return AmqpEventSource(broker, args)
+
+    # Lifecycle -------------------------------------------------------------
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def start(self):
+        # The reader thread must get the GIL back soon after its recv returns,
+        # not after the default 5 ms, or the broker's buffer fills while we decode.
+        sys.setswitchinterval(READER_SWITCH_INTERVAL)
+        self._connect_first()
+        self._spawn(self._read_forever, "celops-events-reader")
+        if self.args.wakeup or self.args.enable_events:
+            self._spawn(self._wake_workers, "celops-events-wakeup")
+
+    def _spawn(self, target, name):
+        thread = threading.Thread(target=self._guarded(target), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _guarded(self, target):
+        def run():
+            try:
+                target()
+            except BaseException as exc:  # handed to the caller's thread
+                if not self._stop.is_set():
+                    self.backlog.put(_ReaderFailed(exc), 0)
+        return run
+
+    def close(self):
+        self._stop.set()
+        self.backlog.close()
+        for thread in self._threads:
+            thread.join(2.0)
+
+    def _wake_workers(self):
+        """``heartbeat`` once (--wakeup), ``enable_events`` now and every few seconds (--enable-events)."""
+        from celops.core import broadcast
+
+        connection = None
+        commands = (["heartbeat"] if self.args.wakeup else []) + (["enable_events"] if self.args.enable_events else [])
+        while not self._stop.is_set():
+            try:
+                connection = connection or self.broker.kombu(self.connect_timeout)
+                for command in commands:
+                    broadcast.send(connection, command)
+                commands = ["enable_events"] if self.args.enable_events else []
+            except Exception:  # the broker is down: the reader reports the gap; try again later
+                connection = None
+            if not commands or self._stop.wait(ENABLE_EVENTS_EVERY):
+                break
+        if connection is not None:
+            connection.release()
+
+    # Reading ----------------------------------------------------------------
+
+    def __iter__(self):
+        while True:
+            record = self.get()
+            if record is not None:
+                yield record
+
+    def get(self, timeout=None):
+        """The next record, or None if none arrives within ``timeout`` seconds (None: wait)."""
+        pending = self._pending
+        if pending:
+            return pending.popleft()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not pending:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            item = self.backlog.take(remaining)
+            if item is None:
+                continue
+            if isinstance(item, _ReaderFailed):
+                raise item.exc
+            if type(item) is dict:
+                self._on_gap()
+                pending.append(item)
+            else:
+                self._decode_item(item)
+        return pending.popleft()
+
+    def _on_gap(self):
+        """Forget what was half-read before the connection dropped."""
+
+    def _decode_body(self, body, content_type, received, size):
+        """Queue the events of one message body; returns False if it queued an error record."""
+        pending = self._pending
+        if content_type and content_type != "application/json":
+            pending.append(error_record(f"unsupported content type {content_type}", size, received))
+            return False
+        try:
+            value = loads(body)
+        except ValueError as exc:
+            pending.append(error_record(f"body is not JSON: {exc}", size, received))
+            return False
+        if type(value) is dict:
+            value["local_received"] = received
+            pending.append(value)
+            return True
+        if type(value) is list and all(type(event) is dict for event in value):  # task.multi
+            for event in value:
+                event["local_received"] = received
+            pending.extend(value)
+            return True
+        pending.append(error_record(f"not an event object but {type(value).__name__}", size, received))
+        return False
+
+
+def _backoff():
+    """0.1 s, doubling, at most BACKOFF_MAX."""
+    delay = 0.1
+    while True:
+        yield delay
+        delay = min(delay * 2, BACKOFF_MAX)
+
+
+# Redis ----------------------------------------------------------------------
+
+
+class RedisEventSource(EventSource):
+    """PSUBSCRIBE on a raw socket; the reader thread only moves bytes, the caller's thread parses them.
+
+    The RESP parsing is done here rather than with hiredis, whose reader moves
+    its whole remaining buffer after every reply: quadratic on big reads.
+    """
+
+    def __init__(self, broker, args):
+        super().__init__(broker, args)
+        options = broker.transport_options
+        fanout_prefix = options.get("fanout_prefix", True)
+        prefix = fanout_prefix if isinstance(fanout_prefix, str) else ("/{db}." if fanout_prefix else "")
+        suffix = "/*" if options.get("fanout_patterns", True) else ""
+        self.pattern = f"{broker.keyprefix}{prefix.format(db=broker.db)}{self.exchange}{suffix}"
+        self._sock = None
+        self._rest = b""
+
+    def _connect_first(self):
+        try:
+            self._sock = self._connect()
+        except OSError as exc:
+            raise BrokerUnavailable(self.broker.url, _socket_reason(exc)) from exc
+
+    def _connect(self):
+        """A socket subscribed to the event pattern, with nothing read past the PSUBSCRIBE reply."""
+        broker = self.broker
+        sock = socket.create_connection((broker.host, broker.port or 6379), self.connect_timeout)
+        try:
+            if self.broker.url.startswith("rediss:"):
+                sock = _tls_wrap(sock, broker)
+            sock.settimeout(self.connect_timeout)
+            if broker.password is not None:
+                credentials = [broker.username, broker.password] if broker.username else [broker.password]
+                sock.sendall(_command("AUTH", *credentials))
+                reply = _read_line(sock)
+                if not reply.startswith(b"+"):
+                    raise ConnectionRefusedError(reply.decode("utf-8", "replace").lstrip("-") or "AUTH failed")
+            sock.sendall(_command("PSUBSCRIBE", self.pattern))
+            expected = _psubscribe_reply(self.pattern)
+            reply = _read_exactly(sock, len(expected))
+            if reply != expected:
+                raise ConnectionRefusedError(f"unexpected reply to PSUBSCRIBE: {reply[:80]!r}")
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            return sock
+        except BaseException:
+            sock.close()
+            raise
+
+    def _read_forever(self):
+        sock = self._sock
+        put = self.backlog.put
+        while not self._stop.is_set():
+            paused_since = None
+            try:
+                while True:
+                    chunk = sock.recv(RECV_BYTES)
+                    if not chunk:
+                        raise ConnectionResetError("connection closed by the broker")
+                    waited = put((time.time(), chunk), len(chunk))
+                    if waited and paused_since is None:
+                        paused_since = waited
+            except OSError as exc:
+                if self._stop.is_set():
+                    return
+                since = paused_since or time.time()
+                reason = _socket_reason(exc)
+                if paused_since:
+                    reason = f"backlog full (--buffer {self.args.buffer:g} MB), then {reason}"
+                sock.close()
+                sock = self._reconnect()
+                if sock is None:
+                    return
+                self._sock = sock
+                put(gap_record(reason, since, time.time()), 0)
+
+    def _reconnect(self):
+        for delay in _backoff():
+            if self._stop.wait(delay):
+                return None
+            try:
+                return self._connect()
+            except OSError:
+                continue
+
+    def close(self):
+        self._stop.set()
+        if self._sock is not None:  # wakes the reader thread out of recv
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        super().close()
+        if self._sock is not None:
+            self._sock.close()
+
+    def _on_gap(self):
+        self._rest = b""
+
+    def _decode_item(self, item):
+        """Decode every complete pmessage frame of the bytes read so far; keep the partial tail."""
+        received, chunk = item
+        buf = self._rest + chunk if self._rest else chunk
+        end = len(buf)
+        pos = 0
+        find = buf.find
+        decode = self._decode_envelope
+        while pos < end:
+            if not buf.startswith(_PMESSAGE, pos):
+                if _PMESSAGE.startswith(buf[pos:]):
+                    break  # the frame's head is still on its way
+                raise ProtocolError(f"unexpected reply from Redis: {bytes(buf[pos:pos + 40])!r}")
+            # *4 $8 pmessage $<n> <pattern> $<n> <channel> $<n> <data>, each line ending in CRLF
+            eol = find(b"\r\n", pos + _PMESSAGE_LEN)
+            if eol < 0:
+                break
+            mark = eol + 2 + int(buf[pos + _PMESSAGE_LEN:eol]) + 2
+            eol = find(b"\r\n", mark)
+            if eol < 0:
+                break
+            channel = eol + 2
+            mark = channel + int(buf[mark + 1:eol]) + 2
+            eol = find(b"\r\n", mark)
+            if eol < 0:
+                break
+            data = eol + 2
+            data_end = data + int(buf[mark + 1:eol])
+            if data_end + 2 > end:
+                break
+            decode(buf[data:data_end], received, buf, channel, mark - 2)
+            pos = data_end + 2
+        self._rest = buf[pos:]
+
+    def _decode_envelope(self, data, received, frame, channel_start, channel_end):
+        """kombu's Redis envelope: JSON with the (usually base64) body and its content type."""
+        body = _kombu_json_body(data)
+        if body is not None:
+            if not self._decode_body(body, None, received, len(data)):
+                self._pending[-1]["channel"] = _text(frame[channel_start:channel_end])
+            return
+        try:
+            envelope = loads(data)
+            body = envelope["body"]
+            if envelope["properties"].get("body_encoding") == "base64":
+                body = _b64decode(body)
+            content_type = envelope.get("content-type")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._pending.append(error_record(_why_not_a_message(exc), len(data), received,
+                                              channel=_text(frame[channel_start:channel_end])))
+            return
+        if not self._decode_body(body, content_type, received, len(data)):
+            self._pending[-1]["channel"] = _text(frame[channel_start:channel_end])
+
+
+_BODY_HEAD = b'{"body": "'
+_JSON_BASE64 = (b'"content-type": "application/json"', b'"body_encoding": "base64"')
+
+
+def _kombu_json_body(data):
+    """The fast path for what celery sends: kombu's own envelope layout, base64 JSON body.
+
+    kombu writes ``{"body": "<base64>", ...}`` with a fixed layout; base64 has
+    no quotes or escapes, so the body ends at the next quote. Anything else
+    (or bad base64) returns None and takes the full JSON path.
+    """
+    if not data.startswith(_BODY_HEAD):
+        return None
+    end = data.find(b'"', 10)
+    if end < 0 or not data.endswith(b"}") or any(data.find(mark, end) < 0 for mark in _JSON_BASE64):
+        return None
+    try:
+        return a2b_base64(data[10:end], strict_mode=True)
+    except BinasciiError:
+        return None
+
+
+class ProtocolError(ConnectionError):
+    """The Redis byte stream is not what a pattern subscription sends."""
+
+
+_PMESSAGE = b"*4\r\n$8\r\npmessage\r\n$"
+_PMESSAGE_LEN = len(_PMESSAGE)
+
+
+def _text(raw):
+    return raw.decode("utf-8", "replace")
+
+
+def _why_not_a_message(exc):
+    if isinstance(exc, ValueError) and not str(exc).startswith("bad base64"):
+        return f"not a kombu message: not JSON: {exc}"
+    if isinstance(exc, (KeyError, TypeError, AttributeError)):
+        return f"not a kombu message: no body or properties ({type(exc).__name__}: {exc})"
+    return f"not a kombu message: {exc}"
+
+
+def _b64decode(text):
+    try:
+        return a2b_base64(text, strict_mode=True)
+    except BinasciiError as exc:
+        raise ValueError(f"bad base64 body: {exc}") from None
+
+
+def _command(*parts):
+    encoded = [part.encode() if isinstance(part, str) else part for part in parts]
+    return b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded)
+
+
+def _psubscribe_reply(pattern):
+    pattern = pattern.encode()
+    return b"*3\r\n$10\r\npsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(pattern), pattern)
+
+
+def _read_line(sock):
+    line = b""
+    while not line.endswith(b"\r\n"):
+        byte = sock.recv(1)
+        if not byte:
+            raise ConnectionResetError("connection closed by the broker")
+        line += byte
+    return line[:-2]
+
+
+def _read_exactly(sock, size):
+    data = b""
+    while len(data) < size:
+        more = sock.recv(size - len(data))
+        if not more:
+            raise ConnectionResetError("connection closed by the broker")
+        if more.startswith(b"-") and not data:
+            raise ConnectionRefusedError(more.decode("utf-8", "replace").strip().lstrip("-"))
+        data += more
+    return data
+
+
+def _tls_wrap(sock, broker):
+    import ssl
+    from urllib.parse import parse_qs, urlsplit
+
+    context = ssl.create_default_context()
+    query = parse_qs(urlsplit(broker.url).query)
+    if query.get("ssl_cert_reqs", [""])[0].lower() in ("none", "cert_none"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context.wrap_socket(sock, server_hostname=broker.host)
+
+
+def _socket_reason(exc):
+    return str(exc).strip() or type(exc).__name__
+
+
+# RabbitMQ -------------------------------------------------------------------
+
+
+class AmqpEventSource(EventSource):
+    """A queue bound to the celeryev topic exchange with ``#``, consumed by the reader thread.
+
+    With ``--queue`` messages are acknowledged only after the caller has taken
+    all their events (the reader thread acks up to the tag the caller reports),
+    so a restart or an early exit leaves the rest in the queue.
+    """
+
+    def __init__(self, broker, args):
+        super().__init__(broker, args)
+        self.durable = bool(args.queue)
+        self.queue_name = args.queue or f"celeryev.{uuid.uuid4()}"
+        self.ttl = args.ttl if args.ttl or args.queue else CELERY_QUEUE_TTL
+        self.expires = args.expires if args.expires or args.queue else CELERY_QUEUE_EXPIRES
+        self._connection = None
+        self._generation = 0
+        self._taken = None  # (generation, delivery tag) of the message whose events are pending
+        self._done = None  # the last (generation, tag) whose events were all taken
+
+    def _queue(self):
+        from kombu import Exchange, Queue
+
+        return Queue(self.queue_name, Exchange(self.exchange, type="topic"), routing_key="#",
+                     durable=self.durable, auto_delete=not self.durable,
+                     message_ttl=self.ttl, expires=self.expires)
+
+    def _connect_first(self):
+        self._connection = self._connect(self.broker.kombu(self.connect_timeout))
+
+    def _connect(self, connection):
+        """Declare and bind the queue on a fresh channel; returns the connection."""
+        self._generation += 1
+        channel = connection.channel()
+        queue = self._queue()(channel)
+        queue.declare()
+        if self.durable:
+            channel.basic_qos(0, NAMED_QUEUE_PREFETCH, False)
+        generation = self._generation
+        put = self.backlog.put
+
+        def on_message(message):
+            body = message.body
+            put((time.time(), body, message.content_type, generation, message.delivery_tag), len(body) + 64)
+
+        from kombu import Consumer
+
+        self._consumer = Consumer(channel, queues=[queue], on_message=on_message, no_ack=not self.durable)
+        self._consumer.consume()
+        self._channel = channel
+        self._acked = 0
+        return connection
+
+    def _read_forever(self):
+        connection = self._connection
+        errors = connection.connection_errors + connection.channel_errors + (OSError,)
+        while not self._stop.is_set():
+            try:
+                connection.drain_events(timeout=0.25)
+            except socket.timeout:
+                pass
+            except errors as exc:
+                if self._stop.is_set():
+                    break
+                since = time.time()
+                _release(connection)
+                connection = self._reconnect()
+                if connection is None:
+                    return
+                self._connection = connection
+                self.backlog.put(gap_record(f"disconnected: {_socket_reason(exc)}", since, time.time()), 0)
+                continue
+            self._ack_taken()
+        self._ack_taken()
+        _release(connection)
+
+    def _ack_taken(self):
+        done = self._done
+        if self.durable and done and done[0] == self._generation and done[1] > self._acked:
+            self._channel.basic_ack(done[1], multiple=True)
+            self._acked = done[1]
+
+    def _reconnect(self):
+        for delay in _backoff():
+            if self._stop.wait(delay):
+                return None
+            try:
+                return self._connect(self.broker.kombu(self.connect_timeout))
+            except (BrokerUnavailable, OSError) + tuple(self._connection.connection_errors):
+                continue
+
+    def close(self):
+        if not self._pending and self._taken:
+            self._done = self._taken
+        super().close()
+
+    def _decode_item(self, item):
+        received, body, content_type, generation, tag = item
+        if self._taken:
+            self._done = self._taken
+        self._taken = (generation, tag)
+        self._decode_body(body, content_type, received, len(body))
+
+
+def _release(connection):
+    try:
+        connection.release()
+    except Exception:  # already broken: nothing more to free
+        pass
+

@@ -1,0 +1,294 @@
+"""A lean cluster State built from event records: celery's rules, smaller structures.
+
+It follows ``celery.events.state.State`` where it matters to a monitor:
+
+- a task's state moves by celery's precedence (``celery.states.precedence``):
+  an event that logically happened before the task's current state (a
+  ``task-started`` arriving after ``task-succeeded``) fills in fields but
+  does not move the state back; RETRY always moves; a late ``task-received``
+  contributes only name, args/kwargs-like fields and retries;
+- a worker is alive while ``now < last_heartbeat + freq * 2`` (celery's
+  ``heartbeat_expires`` with ``HEARTBEAT_EXPIRE_WINDOW`` 200%); worker events
+  beat with their ``local_received``, task events with their ``timestamp``,
+  ``worker-offline`` stops the heart;
+- the task and worker tables are bounded, oldest first out.
+
+It keeps less than celery's ``Task``: no args/kwargs/result, no parent/child
+links and no time heap, which is what makes it several times faster and smaller.
+"""
+
+from bisect import bisect_left
+from collections import deque
+
+# celery.states.PRECEDENCE: lower index is later in a task's life. Unknown
+# (custom) states rank with None, as in celery.
+_PRECEDENCE = ["SUCCESS", "FAILURE", None, "REVOKED", "STARTED", "RECEIVED", "REJECTED", "RETRY", "PENDING"]
+_RANK = {state: index for index, state in enumerate(_PRECEDENCE)}
+_UNKNOWN_RANK = _RANK[None]
+
+# task event subject -> state, as celery.events.state.TASK_EVENT_TO_STATE
+TASK_STATES = {
+    "sent": "PENDING", "received": "RECEIVED", "started": "STARTED", "failed": "FAILURE",
+    "retried": "RETRY", "succeeded": "SUCCESS", "revoked": "REVOKED", "rejected": "REJECTED",
+}
+_SUBJECT_RANK = {subject: _RANK[state] for subject, state in TASK_STATES.items()}
+_TASK_SUBJECTS = {f"task-{subject}": subject for subject in TASK_STATES}
+
+HEARTBEAT_EXPIRE_WINDOW = 200  # percent of freq, as celery.events.state
+DEFAULT_FREQ = 60.0  # celery's Worker.freq before a worker event says otherwise
+
+# prometheus_client's default histogram buckets, upper bounds in seconds
+RUNTIME_BUCKETS = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+class Task:
+    """One task's merged fields. Timestamps are the events' own (worker clock)."""
+
+    __slots__ = ("uuid", "name", "state", "rank", "hostname", "timestamp", "clock",
+                 "sent", "received", "started", "succeeded", "failed", "retried", "revoked",
+                 "rejected", "runtime", "retries", "exception", "changed")
+
+    def __init__(self, uuid):
+        self.uuid = uuid
+        self.name = self.hostname = self.timestamp = self.runtime = self.retries = self.exception = None
+        self.sent = self.received = self.started = self.succeeded = self.failed = None
+        self.retried = self.revoked = self.rejected = None
+        self.state = "PENDING"
+        self.rank = _RANK["PENDING"]
+        self.clock = 0
+        self.changed = True
+
+    def as_record(self):
+        """The ``task`` record: project-wide names, epoch-float times, no empty fields."""
+        record = {"type": "task"}
+        for field in self.__slots__:
+            if field in ("rank", "changed"):
+                continue
+            value = getattr(self, field)
+            if value is not None:
+                record[field] = value
+        wait = self.wait
+        if wait is not None:
+            record["wait"] = wait
+        return record
+
+    @property
+    def wait(self):
+        """Seconds spent queued at the worker: received -> started."""
+        if self.received is not None and self.started is not None:
+            return self.started - self.received
+        return None
+
+
+class Worker:
+    __slots__ = ("hostname", "freq", "last_heartbeat", "active", "processed", "loadavg",
+                 "sw_ident", "sw_ver", "sw_sys", "pid", "clock")
+
+    def __init__(self, hostname):
+        self.hostname = hostname
+        self.freq = DEFAULT_FREQ
+        self.last_heartbeat = None
+        self.active = self.processed = self.loadavg = self.sw_ident = self.sw_ver = self.sw_sys = None
+        self.pid = None
+        self.clock = 0
+
+    def heartbeat_expires(self):
+        return self.last_heartbeat + self.freq * (HEARTBEAT_EXPIRE_WINDOW / 100)
+
+    def alive(self, now):
+        return self.last_heartbeat is not None and now < self.heartbeat_expires()
+
+    def as_record(self, now):
+        return {"hostname": self.hostname, "alive": self.alive(now), "active": self.active,
+                "processed": self.processed, "loadavg": self.loadavg, "freq": self.freq,
+                "last_heartbeat": self.last_heartbeat, "sw_ver": self.sw_ver}
+
+
+_WORKER_FIELDS = ("freq", "active", "processed", "loadavg", "sw_ident", "sw_ver", "sw_sys", "pid", "clock")
+
+
+class State:
+    """Workers, tasks and counters, fed one event record at a time by ``event``.
+
+    ``stream_time`` is the latest ``local_received`` seen (0.0 before any):
+    the clock against which worker liveness is judged when replaying a saved stream.
+    """
+
+    def __init__(self, max_tasks=10000, max_workers=5000):
+        self.max_tasks = max_tasks
+        self.max_workers = max_workers
+        self.tasks = {}
+        self._arrivals = deque()  # uuids, oldest first: eviction order (a dict's front is slow to pop)
+        self.workers = {}
+        self.event_count = 0
+        self.gaps = 0
+        self.errors = 0
+        self.ignored = 0
+        self.stream_time = 0.0
+        # (event subject, task name, hostname) -> count; what prom's *_total counters show
+        self.task_events = {}
+        # (task name, hostname) -> [bucket counts..., +Inf count, sum]; the runtime histogram
+        self.runtimes = {}
+
+    def event(self, record):
+        """Apply one record; anything that is not an event is counted, never fatal."""
+        try:
+            kind = record.get("type")
+            local_received = record.get("local_received")
+            if local_received is not None and local_received > self.stream_time:
+                self.stream_time = local_received
+            subject = _TASK_SUBJECTS.get(kind)
+            if subject is not None:
+                return self._task_event(subject, record)
+            if kind.__class__ is not str:
+                self.ignored += 1
+            elif kind.startswith("task-"):
+                self._task_event(kind[5:], record)
+            elif kind.startswith("worker-"):
+                self._worker_event(kind[7:], record, local_received)
+            elif kind == "celops-gap":
+                self.gaps += 1
+            elif kind == "error":
+                self.errors += 1
+            else:
+                self.ignored += 1
+        except (TypeError, AttributeError):  # a field of the wrong type: JSON, but not an event
+            self.ignored += 1
+
+    def _task_event(self, subject, record):
+        uuid = record.get("uuid")
+        if uuid is None:
+            self.ignored += 1
+            return
+        self.event_count += 1
+        tasks = self.tasks
+        task = tasks.get(uuid)
+        if task is None:
+            task = tasks[uuid] = Task(uuid)
+            arrivals = self._arrivals
+            arrivals.append(uuid)
+            if len(arrivals) > self.max_tasks:
+                tasks.pop(arrivals.popleft(), None)
+        timestamp = record.get("timestamp")
+        hostname = record.get("hostname")
+        name = record.get("name")
+        rank = _SUBJECT_RANK.get(subject)
+        if rank is None:  # a custom state, ranked as celery ranks unknown ones
+            state, rank = subject.upper(), _UNKNOWN_RANK
+        else:
+            state = TASK_STATES[subject]
+            setattr(task, subject, timestamp)
+        if subject == "sent":
+            pass  # sent by the client: its hostname is not the worker's
+        elif rank > task.rank and state != "RETRY" and task.state != "RETRY":
+            # this event happened before the task's current state: merge, keep the state
+            if task.hostname is None:
+                task.hostname = hostname
+            if subject == "received":
+                name = name or task.name
+                if "retries" in record:
+                    task.retries = record["retries"]
+        else:
+            task.state, task.rank, task.timestamp, task.hostname = state, rank, timestamp, hostname
+            task.clock = record.get("clock", 0)
+            if subject == "succeeded":
+                task.runtime = runtime = record.get("runtime")
+                if runtime is not None:
+                    self._observe(name or task.name, hostname, runtime)
+            elif subject == "failed":
+                task.exception = record.get("exception")
+            elif subject == "received":
+                task.retries = record.get("retries")
+        if name is not None:
+            task.name = name
+        task.changed = True
+        key = (subject, task.name, hostname)
+        task_events = self.task_events
+        task_events[key] = task_events.get(key, 0) + 1
+        if hostname is not None and timestamp is not None and subject != "sent":
+            worker = self.workers.get(hostname) or self._worker(hostname)
+            beat = worker.last_heartbeat
+            if beat is None or timestamp > beat:
+                worker.last_heartbeat = timestamp
+
+    def _observe(self, name, hostname, runtime):
+        key = (name, hostname)
+        histogram = self.runtimes.get(key)
+        if histogram is None:
+            histogram = self.runtimes[key] = [0] * (len(RUNTIME_BUCKETS) + 2)
+        histogram[bisect_left(RUNTIME_BUCKETS, runtime)] += 1  # buckets are upper bounds, inclusive
+        histogram[-1] += runtime
+
+    def _worker(self, hostname):
+        workers = self.workers
+        worker = workers.get(hostname)
+        if worker is None:
+            worker = workers[hostname] = Worker(hostname)
+            if len(workers) > self.max_workers:
+                del workers[next(iter(workers))]
+        return worker
+
+    def _worker_event(self, subject, record, local_received):
+        hostname = record.get("hostname")
+        if hostname is None:
+            self.ignored += 1
+            return
+        self.event_count += 1
+        worker = self._worker(hostname)
+        for field in _WORKER_FIELDS:
+            value = record.get(field)
+            if value is not None:
+                setattr(worker, field, value)
+        if subject == "offline":
+            worker.last_heartbeat = None
+        elif local_received and record.get("timestamp"):
+            if worker.last_heartbeat is None or local_received > worker.last_heartbeat:
+                worker.last_heartbeat = local_received
+
+    def clear_tasks(self):
+        """``--clear-after``: forget the tasks, keep workers and counters."""
+        self.tasks.clear()
+        self._arrivals.clear()
+
+    def changed_tasks(self):
+        """The tasks changed since the last call, marked unchanged as they go."""
+        for task in self.tasks.values():
+            if task.changed:
+                task.changed = False
+                yield task
+
+    def snapshot(self, now):
+        """The ``snapshot`` record as of ``now`` (epoch seconds)."""
+        by_state, by_name, by_worker, runtimes, waits = {}, {}, {}, {}, {}
+        for task in self.tasks.values():
+            state, name = task.state, task.name
+            by_state[state] = by_state.get(state, 0) + 1
+            per_name = by_name.setdefault(name, {})
+            per_name[state] = per_name.get(state, 0) + 1
+            if task.hostname is not None:
+                per_worker = by_worker.setdefault(task.hostname, {})
+                per_worker[state] = per_worker.get(state, 0) + 1
+            if task.runtime is not None:
+                runtimes.setdefault(name, []).append(task.runtime)
+            wait = task.wait
+            if wait is not None:
+                waits.setdefault(name, []).append(wait)
+        return {
+            "type": "snapshot", "timestamp": now, "event_count": self.event_count,
+            "gaps": self.gaps, "errors": self.errors, "ignored": self.ignored,
+            "workers": [worker.as_record(now) for worker in self.workers.values()],
+            "tasks": {"count": len(self.tasks), "by_state": by_state, "by_name": by_name,
+                      "by_worker": by_worker, "runtime": _summaries(runtimes)},
+            "wait": _summaries(waits),
+        }
+
+
+def _summaries(samples):
+    """name -> {count, p50, p95, max} of each name's samples (nearest-rank percentiles)."""
+    result = {}
+    for name, values in samples.items():
+        values.sort()
+        count = len(values)
+        result[name] = {"count": count, "p50": values[(count - 1) * 50 // 100],
+                        "p95": values[(count - 1) * 95 // 100], "max": values[-1]}
+    return result

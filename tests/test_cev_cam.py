@@ -1,0 +1,377 @@
+"""cev-cam: the State's rules against celery's, snapshots from real workers, sinks, timing, input."""
+
+import os
+import queue
+import random
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+
+import orjson
+import pytest
+
+from celops.commands import cev_cam
+from celops.core.state import State
+from tests.conftest import BIN, run_bin, run_command
+from tests.support import ROOT, worker_env
+
+T0 = 1_700_000_000.0
+
+
+def lifecycle(uuid, name="proj.add", hostname="w1@h", start=T0, outcome="succeeded", clock=0):
+    """The events of one task, in order, as cev-dump writes them."""
+    common = {"uuid": uuid, "hostname": hostname}
+    events = [
+        dict(common, type="task-received", name=name, args="(1,)", kwargs="{}", retries=0, timestamp=start),
+        dict(common, type="task-started", pid=7, timestamp=start + 0.5),
+        dict(common, type=f"task-{outcome}", timestamp=start + 1.5,
+             **({"runtime": 1.0, "result": "2"} if outcome == "succeeded" else {"exception": "ValueError('x')"})),
+    ]
+    for offset, event in enumerate(events):
+        event.update(clock=clock + offset, local_received=event["timestamp"] + 0.01)
+    return events
+
+
+def heartbeat(hostname, when, freq=2.0, active=0, processed=0):
+    return {"type": "worker-heartbeat", "hostname": hostname, "timestamp": when, "local_received": when + 0.01,
+            "freq": freq, "active": active, "processed": processed, "loadavg": [0.1, 0.1, 0.1],
+            "sw_ver": "5.4.0", "sw_ident": "py-celery", "sw_sys": "Linux", "clock": 1}
+
+
+def ndjson(records):
+    return b"".join(orjson.dumps(record) + b"\n" for record in records)
+
+
+def snapshots(result):
+    return [record for record in result.records if record["type"] == "snapshot"]
+
+
+# -- the State, against celery's ------------------------------------------------------------
+
+def test_out_of_order_events_end_in_celerys_state():
+    from celery.events.state import State as CeleryState
+
+    rng = random.Random(7)
+    events = []
+    for number in range(300):
+        outcome = rng.choice(["succeeded", "failed", "retried", "revoked"])
+        task = lifecycle(f"id-{number}", name=f"proj.t{number % 5}", outcome=outcome, start=T0 + number)
+        rng.shuffle(task)
+        events += task
+    ours, celerys = State(), CeleryState()
+    for event in events:
+        ours.event(dict(event))
+        celerys.event(dict(event))
+    for uuid, task in celerys.tasks.items():
+        mine = ours.tasks[uuid]
+        assert (mine.state, mine.name) == (task.state, task.name), uuid
+        assert (mine.received, mine.started) == (task.received, task.started)
+
+
+def test_task_table_and_worker_table_are_bounded_oldest_out():
+    state = State(max_tasks=50, max_workers=3)
+    for number in range(200):
+        for event in lifecycle(f"id-{number}", hostname=f"w{number % 5}@h", start=T0 + number):
+            state.event(event)
+    assert len(state.tasks) == 50 and "id-199" in state.tasks and "id-149" not in state.tasks
+    assert len(state.workers) == 3
+
+
+def test_worker_alive_until_heartbeat_expires_then_offline_event():
+    state = State()
+    state.event(heartbeat("w1@h", T0, freq=2.0))
+    worker = state.workers["w1@h"]
+    assert worker.alive(T0 + 3.9) and not worker.alive(T0 + 4.1)  # celery: freq * 200%
+    state.event(dict(heartbeat("w1@h", T0 + 1), type="worker-offline"))
+    assert not worker.alive(T0 + 1.5)
+
+
+# -- filter form: input handling ----------------------------------------------------------------
+
+def test_bad_lines_are_reported_skipped_and_exit_65():
+    good = lifecycle("a1") + [heartbeat("w1@h", T0 + 1)]
+    stdin = (ndjson(good[:2]) + b"not json\n" + b"[1, 2]\n" + b'{"no": "type"}\n'
+             + b'{"type": "who-knows"}\n' + b'{"type": "celops-gap", "reason": "restart", "since": 1, "until": 2,'
+             b' "dropped": null}\n' + b'{"type": "error", "error": "bad base64", "size": 9}\n' + ndjson(good[2:]))
+    result = run_command(cev_cam.main, ["--once"], stdin)
+    assert result.status == 65
+    assert "cev-cam: <stdin>:3: not JSON" in result.stderr
+    assert "cev-cam: <stdin>:4: not a JSON object" in result.stderr
+    (shot,) = snapshots(result)
+    assert shot["tasks"]["by_state"] == {"SUCCESS": 1}
+    assert (shot["gaps"], shot["errors"], shot["ignored"], shot["event_count"]) == (1, 1, 2, 4)
+    strict = run_command(cev_cam.main, ["--once", "--strict"], stdin)
+    assert strict.status == 65 and strict.records == []
+
+
+def test_snapshot_fields_and_task_records_for_cctl():
+    events = lifecycle("a1", name="proj.add") + lifecycle("b2", name="proj.fail", outcome="failed", start=T0 + 2)
+    events += lifecycle("c3", name="proj.add", start=T0 + 3)[:2] + [heartbeat("w1@h", T0 + 4, active=1)]
+    result = run_command(cev_cam.main, ["--once", "--tasks"], ndjson(events))
+    assert result.status == 0, result
+    tasks = [record for record in result.records if record["type"] == "task"]
+    assert {(task["uuid"], task["state"], task["hostname"]) for task in tasks} == {
+        ("a1", "SUCCESS", "w1@h"), ("b2", "FAILURE", "w1@h"), ("c3", "STARTED", "w1@h")}
+    (shot,) = snapshots(result)
+    assert shot["timestamp"] == pytest.approx(T0 + 4.01, abs=1)  # the stream's clock, not now
+    assert shot["tasks"]["by_name"] == {"proj.add": {"SUCCESS": 1, "STARTED": 1}, "proj.fail": {"FAILURE": 1}}
+    assert shot["tasks"]["runtime"]["proj.add"] == {"count": 1, "p50": 1.0, "p95": 1.0, "max": 1.0}
+    assert shot["wait"]["proj.add"]["count"] == 2 and shot["wait"]["proj.add"]["max"] == 0.5
+    (worker,) = shot["workers"]
+    assert worker["hostname"] == "w1@h" and worker["alive"] and worker["active"] == 1 and worker["freq"] == 2.0
+
+
+def test_clear_after_forgets_tasks_between_shots():
+    process = feeder(["--frequency", "0.1", "--clear-after"])
+    shots = Lines(process)
+    process.stdin.write(ndjson(lifecycle("a1")))
+    process.stdin.flush()
+    shots.wait_for(lambda shot: shot["tasks"]["count"] == 1, 20, "the task in a snapshot")
+    shots.wait_for(lambda shot: shot["tasks"]["count"] == 0 and shot["event_count"] == 3, 20, "an empty table")
+    process.stdin.close()
+    assert process.wait(10) == 0
+
+
+# -- sinks -------------------------------------------------------------------------------------
+
+def test_prom_textfile_parses_with_prometheus_client(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    events = [heartbeat("w1@h", T0)] + lifecycle("a1") + lifecycle("b2", outcome="failed", start=T0 + 1)
+    path = tmp_path / "celery.prom"
+    result = run_command(cev_cam.main, ["--once", "--sink", "prom", "--textfile", str(path)], ndjson(events))
+    assert result.status == 0 and result.stdout == b""
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(path.read_text()) for sample in family.samples}
+    assert samples[("celery_worker_up", (("hostname", "w1@h"),))] == 1
+    assert samples[("celery_task_succeeded_total", (("hostname", "w1@h"), ("name", "proj.add")))] == 1
+    assert samples[("celery_task_failed_total", (("hostname", "w1@h"), ("name", "proj.add")))] == 1
+    assert samples[("celery_task_runtime_count", (("hostname", "w1@h"), ("name", "proj.add")))] == 1
+    assert samples[("celery_task_runtime_sum", (("hostname", "w1@h"), ("name", "proj.add")))] == 1.0
+    assert samples[("celery_tasks", (("name", "proj.add"), ("state", "FAILURE")))] == 1
+    assert samples[("celops_events_total", ())] == 7
+    assert not os.path.exists(f"{path}.tmp")
+
+
+def test_sqlite_sink_holds_rows_and_prunes(tmp_path):
+    database = tmp_path / "cam.db"
+    events = lifecycle("a1") + lifecycle("b2", start=T0 + 1)[:2]
+    args = ["--once", "--sink", "sqlite", "--database", str(database)]
+    assert run_command(cev_cam.main, args, ndjson(events)).status == 0
+    assert run_command(cev_cam.main, args, ndjson(lifecycle("b2", start=T0 + 1)[2:])).status == 0
+    db = sqlite3.connect(database)
+    assert db.execute("SELECT uuid, state FROM tasks ORDER BY uuid").fetchall() == [("a1", "SUCCESS"),
+                                                                                   ("b2", "SUCCESS")]
+    (count, record), _ = db.execute("SELECT event_count, record FROM snapshots ORDER BY id").fetchall()
+    assert count == 5 and orjson.loads(record)["tasks"]["by_state"] == {"SUCCESS": 1, "STARTED": 1}
+    db.close()
+    assert run_command(cev_cam.main, args + ["--retain", "1"], b"").status == 0  # rows from 2023: pruned
+    db = sqlite3.connect(database)
+    assert db.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
+
+
+def feeder(args, env=None):
+    """cev-cam in a subprocess whose stdin stays open: a pipe fed by the test."""
+    return subprocess.Popen([os.path.join(BIN, "cev-cam"), *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def test_killed_sqlite_writer_leaves_a_readable_database(tmp_path):
+    database = tmp_path / "cam.db"
+    process = feeder(["--sink", "sqlite", "--database", str(database), "--frequency", "0.02"])
+    number = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        process.stdin.write(ndjson(lifecycle(f"id-{number}", start=T0 + number)))
+        process.stdin.flush()
+        number += 1
+        if number % 200 == 0 and database.exists():
+            check = sqlite3.connect(database)
+            try:
+                if check.execute("SELECT count(*) FROM snapshots").fetchone()[0] >= 20:
+                    break
+            except sqlite3.OperationalError:
+                pass  # the schema is not there yet
+            finally:
+                check.close()
+    process.kill()
+    process.wait()
+    db = sqlite3.connect(database)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert db.execute("SELECT count(*) FROM snapshots").fetchone()[0] >= 20
+    assert db.execute("SELECT count(*) FROM tasks WHERE state = 'SUCCESS'").fetchone()[0] > 0
+
+
+def test_maxrate_limits_shots_and_sigterm_flushes_a_last_one():
+    def shots(extra):
+        process = feeder(["--frequency", "0.05", *extra])
+        process.stdin.write(ndjson(lifecycle("a1")))
+        process.stdin.flush()
+        time.sleep(1.5)  # the thing under test is a rate over wall time
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+        assert process.returncode == 0 and err == b""
+        return out.count(b'"type":"snapshot"')
+
+    unlimited, limited = shots([]), shots(["--maxrate", "2/s"])
+    assert unlimited >= 10
+    assert 2 <= limited <= 6  # one token at start, 2/s after, and the last shot at SIGTERM
+
+
+def test_ctrl_c_exits_130_quietly():
+    process = feeder(["--frequency", "0.1"])
+    shots = Lines(process)
+    process.stdin.write(ndjson(lifecycle("a1")))
+    process.stdin.flush()
+    shots.wait_for(lambda shot: shot["event_count"] == 3, 20, "a first snapshot")  # running, handlers in place
+    process.send_signal(signal.SIGINT)
+    assert process.wait(10) == 130
+    assert process.stderr.read() == b""
+
+
+# -- third-party cameras -----------------------------------------------------------------------
+
+DUMPCAM = '''
+from pprint import pformat
+
+from celery.events.snapshot import Polaroid
+
+
+class DumpCam(Polaroid):
+    clear_after = True  # clear after flush (incl, state.event_count).
+
+    def on_shutter(self, state):
+        if not state.event_count:
+            # No new events since last snapshot.
+            return
+        print('Workers: {0}'.format(pformat(state.workers, indent=4)))
+        print('Tasks: {0}'.format(pformat(state.tasks, indent=4)))
+        print('Total: {0.event_count} events, {0.task_count} tasks'.format(
+            state))
+'''
+
+
+def test_dumpcam_from_the_monitoring_guide_runs(tmp_path):
+    (tmp_path / "myapp.py").write_text(DUMPCAM)
+    events = [heartbeat("w1@h", T0)] + lifecycle("a1") + lifecycle("b2", outcome="failed", start=T0 + 1)
+    saved = tmp_path / "saved.ndjson"
+    saved.write_bytes(ndjson(events))
+    result = run_bin("cev-cam", "--once", "--camera", "myapp.DumpCam", str(saved),
+                     env={"PYTHONPATH": f"{tmp_path}:{ROOT}"})
+    assert result.status == 0, result
+    assert b"Total: 7 events, 2 tasks" in result.stdout
+    assert b"<Task: proj.add(a1) SUCCESS" in result.stdout and b"<Worker: w1@h" in result.stdout
+    not_a_camera = run_bin("cev-cam", "--once", "--camera", "os.path", str(saved))
+    assert not_a_camera.status == 2 and "not a celery.events.snapshot.Polaroid subclass" in not_a_camera.stderr
+
+
+# -- real workers ------------------------------------------------------------------------------
+
+class Lines:
+    """A subprocess's stdout lines, read in a thread so the test can wait with a timeout."""
+
+    def __init__(self, process):
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.put(orjson.loads(line))
+
+    def wait_for(self, predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                record = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if predicate(record):
+                return record
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_live_counts_offline_worker_and_replay(broker_url, start_worker, tmp_path):
+    worker = start_worker(broker_url)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    live = subprocess.Popen([os.path.join(BIN, "cev-cam"), "--live", "-b", broker_url, "--frequency", "0.3",
+                             "--wakeup"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    saved = tmp_path / "saved.ndjson"
+    with open(saved, "wb") as out:
+        dump = subprocess.Popen([os.path.join(BIN, "cev-dump"), "-b", broker_url, "--wakeup"],
+                                stdout=out, stderr=subprocess.PIPE, env=env)
+    try:
+        shots = Lines(live)
+
+        def worker_state(shot):
+            return {w["hostname"]: w["alive"] for w in shot["workers"]}.get(worker.hostname)
+
+        shots.wait_for(lambda shot: worker_state(shot), 30, "the worker in a snapshot")
+        deadline = time.monotonic() + 30
+        while worker.hostname.encode() not in saved.read_bytes():
+            assert time.monotonic() < deadline, "cev-dump saw no worker event"
+            time.sleep(0.1)
+        sender = ("import tests.app as t\n"
+                  "[t.add.delay(i, i) for i in range(5)]\n"
+                  "[t.fail.delay('boom') for i in range(3)]\n"
+                  "t.sleep.delay(0.2)\n")
+        subprocess.run([os.path.join(ROOT, ".venv/bin/python"), "-c", sender], cwd=ROOT, check=True,
+                       env=worker_env(broker_url))
+        expected = {"SUCCESS": 6, "FAILURE": 3}
+        shot = shots.wait_for(lambda shot: shot["tasks"]["by_state"] == expected, 60, f"counts {expected}")
+        assert shot["tasks"]["by_name"] == {"tests.app.add": {"SUCCESS": 5}, "tests.app.fail": {"FAILURE": 3},
+                                            "tests.app.sleep": {"SUCCESS": 1}}
+        assert shot["tasks"]["runtime"]["tests.app.sleep"]["max"] >= 0.2
+        assert shot["wait"]["tests.app.add"]["count"] == 5
+
+        dump.send_signal(signal.SIGTERM)
+        dump.wait(10)
+        replay = run_command(cev_cam.main, ["--once", str(saved)])
+        assert replay.status == 0, replay
+        (final,) = snapshots(replay)
+        assert final["tasks"] == shot["tasks"]
+        assert final["wait"] == shot["wait"]
+        assert worker.hostname in {w["hostname"] for w in final["workers"] if w["alive"]}
+
+        worker.kill(signal.SIGKILL)
+        killed_at = time.monotonic()
+        shots.wait_for(lambda shot: worker_state(shot) is False, 30, "the killed worker offline")
+        assert time.monotonic() - killed_at >= 1.0  # not before its heartbeat could expire
+        live.send_signal(signal.SIGTERM)
+        live.wait(10)
+        assert live.returncode == 0, live.stderr.read()
+    finally:
+        for process in (live, dump):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_detached_camera_writes_its_pidfile_and_stops_on_sigterm(fresh_redis_url, tmp_path):
+    pidfile, logfile, database = tmp_path / "cam.pid", tmp_path / "cam.log", tmp_path / "cam.db"
+    result = run_bin("cev-cam", "--live", "-b", fresh_redis_url, "--detach", "--pidfile", str(pidfile),
+                     "--logfile", str(logfile), "--sink", "sqlite", "--database", str(database),
+                     "--frequency", "0.1")
+    assert result.status == 0 and result.stdout == b""
+    deadline = time.monotonic() + 30
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "no pidfile"
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+
+    def shots():
+        try:
+            with sqlite3.connect(database) as db:
+                return db.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+    while shots() < 2:
+        assert time.monotonic() < deadline, f"no snapshots; log: {logfile.read_text() if logfile.exists() else ''}"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGTERM)
+    while pidfile.exists():
+        assert time.monotonic() < deadline, "the detached camera did not stop"
+        time.sleep(0.05)
