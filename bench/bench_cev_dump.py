@@ -177,14 +177,16 @@ class Run:
         """Wait until the output stops growing for ``quiet`` s; returns the time of the last write."""
         last_size, last_change = -1, time.monotonic()
         deadline = time.monotonic() + limit
+        self.rss = 0
         while self.process.poll() is None and time.monotonic() < deadline:
+            self.rss = max(self.rss, peak_rss_mb(self.process.pid) or 0)
             size = os.path.getsize(self.out_path)
             if size != last_size:
                 last_size, last_change = size, time.monotonic()
             elif time.monotonic() - last_change > quiet:
                 break
             time.sleep(0.05)
-        self.rss = peak_rss_mb(self.process.pid)
+        self.rss = max(self.rss, peak_rss_mb(self.process.pid) or 0)
         return os.stat(self.out_path).st_mtime
 
     def stop(self):
@@ -199,6 +201,8 @@ class Run:
         with open(self.err_path, "rb") as stream:
             err = stream.read().decode("utf-8", "replace")
         self.crashed = "Traceback" in err or "Error" in err
+        with open(self.out_path, "rb") as stream:
+            self.reconnects = stream.read().count(b"Connection lost")  # celery events --dump says so on stdout
         return events, gaps
 
 
@@ -211,9 +215,10 @@ def rate_runs(port, commands, anchor_commands, rates, out_dir):
             elapsed = publish(port, sent, rate)
             run.settle()
             events, gaps = run.stop()
-            rows.append((rate, tool, len(sent), events, gaps, len(sent) / elapsed, run.crashed))
+            rows.append((rate, tool, len(sent), events, gaps, len(sent) / elapsed, run.crashed or run.reconnects))
             print(f"  {rate:>7}/s {tool:<22} in {len(sent):>7} out {events:>7} gaps {gaps}"
-                  f"{' (cut off: error on stderr)' if run.crashed else ''}", flush=True)
+                  f"{' (cut off: error on stderr)' if run.crashed else ''}"
+                  f"{f' (cut off: reconnected {run.reconnects}x)' if run.reconnects else ''}", flush=True)
     return rows
 
 
@@ -225,7 +230,7 @@ def burst(port, commands, anchor_commands, out_dir):
         elapsed = publish(port, sent)
         run.settle()
         events, gaps = run.stop()
-        rows.append((tool, len(sent), events, gaps, len(sent) / elapsed, run.rss, run.crashed))
+        rows.append((tool, len(sent), events, gaps, len(sent) / elapsed, run.rss, run.crashed or run.reconnects))
         print(f"  burst {tool:<22} in {len(sent):>7} out {events:>7} gaps {gaps} peak RSS {run.rss:.0f} MB",
               flush=True)
     return rows

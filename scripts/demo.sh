@@ -26,3 +26,13 @@ echo "demo: private Redis on port $REDIS_PORT, worker $WORKER"
 
 step "cq-ls"
 cq-ls
+
+step "cev-dump --no-heartbeats --duration 4 | jq -c '{type, hostname, name, result, exception}'"
+(sleep 1; send "t.add.delay(2, 2); t.fail.delay('demo')") &
+cev-dump --no-heartbeats --duration 4 | jq -c '{type, hostname, name, result, exception}'
+wait
+
+step "cev-dump --type task-failed --limit 1   # while a task fails"
+(sleep 1; send "t.fail.delay('only failures')") &
+cev-dump --type task-failed --limit 1 | jq -c '{type, name, exception}'
+wait
