@@ -357,3 +357,11 @@ def _delete_queue(url, name):
 
     with Connection(url) as connection:
         connection.default_channel.queue_delete(name)
+
+
+def test_enable_events_turns_on_a_worker_started_without_them(fresh_redis_url, start_worker):
+    worker = start_worker(fresh_redis_url, events=False, concurrency=1)
+    result = run_command(main, ["-b", fresh_redis_url, "--enable-events", "--hostname", worker.hostname,
+                                "--limit", "1", "--duration", "30"])
+    assert result.status == 0
+    assert [r["hostname"] for r in result.records] == [worker.hostname]
