@@ -110,7 +110,6 @@ class Backlog:
         self._limit = limit_bytes
         self._cond = threading.Condition()
         self.closed = False
-        self.peak = 0
 
     def put(self, item, size):
         """Append ``item``; returns when it had to wait for room (epoch float), else None."""
@@ -121,7 +120,6 @@ class Backlog:
                 self._cond.wait(0.5)
             self._items.append((item, size))
             self._size += size
-            self.peak = max(self.peak, self._size)
             self._cond.notify_all()
         return waited_since
 
