@@ -365,3 +365,26 @@ def test_enable_events_turns_on_a_worker_started_without_them(fresh_redis_url, s
                                 "--limit", "1", "--duration", "30"])
     assert result.status == 0
     assert [r["hostname"] for r in result.records] == [worker.hostname]
+
+
+def test_rabbitmq_connection_closed_by_the_broker_gives_a_gap(amqp_worker, rabbit_vhost):
+    import urllib.parse
+
+    import requests
+
+    from tests.support import RABBIT_API, RABBIT_AUTH
+
+    def our_connection():
+        consumers = requests.get(f"{RABBIT_API}/consumers/{rabbit_vhost.name}", auth=RABBIT_AUTH, timeout=10).json()
+        return next((c["channel_details"]["connection_name"] for c in consumers  # details are [] while new
+                     if c["queue"]["name"].startswith("celeryev.") and c["channel_details"]), None)
+
+    dump = Dump("-b", amqp_worker.broker_url)
+    dump.until(heartbeat_of(amqp_worker.hostname))
+    wait_for(our_connection, 10, "cev-dump's consumer")
+    requests.delete(f"{RABBIT_API}/connections/{urllib.parse.quote(our_connection(), safe='')}",
+                    auth=RABBIT_AUTH, timeout=10).raise_for_status()
+    gap = dump.until(lambda r: r["type"] == "celops-gap")
+    assert "CONNECTION_FORCED" in gap["reason"]
+    dump.until(lambda r: heartbeat_of(amqp_worker.hostname)(r) and r["local_received"] > gap["until"])
+    assert dump.interrupt() == 130
