@@ -10,6 +10,7 @@ full) a celops-gap record says so and the stream goes on.
 Workers must send events (celery worker -E, or --enable-events here).
 """
 
+import argparse
 import fnmatch
 import re
 import sys
@@ -58,16 +59,13 @@ def build_parser():
 
 
 def positive_int(text):
+    """The argparse type of --limit."""
     try:
         value = int(text)
     except ValueError:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        value = 0
     if value <= 0:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return value
 
 
