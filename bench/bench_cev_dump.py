@@ -8,7 +8,8 @@ socket (CLIENT REPLY OFF), like `redis-cli --pipe`. Reported:
 
 1. events in vs out at 25k/50k/100k/200k events/s, per tool (Redis default
    pub/sub output-buffer limits: 32 MB hard, 8 MB for 60 s);
-2. a full-speed burst of all events: how many arrive, and cev-dump's gap records;
+2. a full-speed burst of all events: how many arrive, and cev-dump's gap
+   records (also with --buffer 8, too small on purpose, so that some are lost);
 3. drain throughput: the backlog of a full-speed burst worked off with the
    output-buffer limit lifted, to /dev/null for cev-dump (--limit) and to a
    tmpfs file for `celery events --dump` (its last write time ends the clock;
@@ -223,11 +224,15 @@ def rate_runs(port, commands, anchor_commands, rates, out_dir):
     return rows
 
 
+SMALL_BUFFER = ["--buffer", "8"]  # MB: too small for the burst, to show that the loss is reported
+
+
 def burst(port, commands, anchor_commands, out_dir):
     rows = []
-    for tool in TOOLS:
+    for tool, extra in [(tool, ()) for tool in TOOLS] + [("cev-dump", SMALL_BUFFER)]:
         sent = commands if tool == "cev-dump" else anchor_commands
-        run = Run(tool, port, out_dir)
+        run = Run(tool, port, out_dir, extra)
+        tool = " ".join([tool, *extra])
         elapsed = publish(port, sent)
         run.settle()
         events, gaps = run.stop()
@@ -317,7 +322,7 @@ def report(args, rates, rates_rows, burst_rows, ours, theirs, drained, anchor_ev
     print(f"   cev-dump > /dev/null: {ours:,.0f}/s;  celery events --dump > tmpfs: {theirs:,.0f}/s "
           f"({drained} events);  ratio {ours / theirs if theirs else float('inf'):.1f}x")
     print()
-    rss = {row[0]: row[5] for row in burst_rows}
+    rss = {row[0]: row[5] for row in burst_rows if row[0] in TOOLS}
     print("4. Peak RSS while absorbing the burst: " +
           ", ".join(f"{tool} {value or 0:.0f} MB" for tool, value in rss.items()))
 
