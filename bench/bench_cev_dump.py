@@ -8,10 +8,12 @@ socket (CLIENT REPLY OFF), like `redis-cli --pipe`. Reported:
 
 1. events in vs out at 25k/50k/100k/200k events/s, per tool (Redis default
    pub/sub output-buffer limits: 32 MB hard, 8 MB for 60 s);
-2. a full-speed burst of all events: how many arrive, and cev-dump's gap records;
+2. a full-speed burst of all events: how many arrive, and cev-dump's gap
+   records (also with --buffer 8, too small on purpose, so that some are lost);
 3. drain throughput: the backlog of a full-speed burst worked off with the
    output-buffer limit lifted, to /dev/null for cev-dump (--limit) and to a
-   tmpfs file for `celery events --dump` (its last write time ends the clock);
+   tmpfs file for `celery events --dump` (its last write time ends the clock;
+   30k events only, as it drains a few thousand a second);
 4. peak RSS (VmHWM) of each tool while absorbing the burst.
 
 Anchors get fewer events with --anchor-events (default: as many as cev-dump)
@@ -27,7 +29,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
@@ -38,6 +39,7 @@ from tests.support import RedisServer  # noqa: E402
 
 PY = sys.executable
 HOST = "bench-worker@celops"
+DRAIN_ANCHOR_EVENTS = 30_000  # celery events --dump drains a few thousand a second: 300k would take minutes
 RECEIVER = r"""
 import sys
 from celery import Celery
@@ -177,14 +179,16 @@ class Run:
         """Wait until the output stops growing for ``quiet`` s; returns the time of the last write."""
         last_size, last_change = -1, time.monotonic()
         deadline = time.monotonic() + limit
+        self.rss = 0
         while self.process.poll() is None and time.monotonic() < deadline:
+            self.rss = max(self.rss, peak_rss_mb(self.process.pid) or 0)
             size = os.path.getsize(self.out_path)
             if size != last_size:
                 last_size, last_change = size, time.monotonic()
             elif time.monotonic() - last_change > quiet:
                 break
             time.sleep(0.05)
-        self.rss = peak_rss_mb(self.process.pid)
+        self.rss = max(self.rss, peak_rss_mb(self.process.pid) or 0)
         return os.stat(self.out_path).st_mtime
 
     def stop(self):
@@ -199,6 +203,8 @@ class Run:
         with open(self.err_path, "rb") as stream:
             err = stream.read().decode("utf-8", "replace")
         self.crashed = "Traceback" in err or "Error" in err
+        with open(self.out_path, "rb") as stream:
+            self.reconnects = stream.read().count(b"Connection lost")  # celery events --dump says so on stdout
         return events, gaps
 
 
@@ -211,21 +217,26 @@ def rate_runs(port, commands, anchor_commands, rates, out_dir):
             elapsed = publish(port, sent, rate)
             run.settle()
             events, gaps = run.stop()
-            rows.append((rate, tool, len(sent), events, gaps, len(sent) / elapsed, run.crashed))
+            rows.append((rate, tool, len(sent), events, gaps, len(sent) / elapsed, run.crashed or run.reconnects))
             print(f"  {rate:>7}/s {tool:<22} in {len(sent):>7} out {events:>7} gaps {gaps}"
-                  f"{' (cut off: error on stderr)' if run.crashed else ''}", flush=True)
+                  f"{' (cut off: error on stderr)' if run.crashed else ''}"
+                  f"{f' (cut off: reconnected {run.reconnects}x)' if run.reconnects else ''}", flush=True)
     return rows
+
+
+SMALL_BUFFER = ["--buffer", "8"]  # MB: too small for the burst, to show that the loss is reported
 
 
 def burst(port, commands, anchor_commands, out_dir):
     rows = []
-    for tool in TOOLS:
+    for tool, extra in [(tool, ()) for tool in TOOLS] + [("cev-dump", SMALL_BUFFER)]:
         sent = commands if tool == "cev-dump" else anchor_commands
-        run = Run(tool, port, out_dir)
+        run = Run(tool, port, out_dir, extra)
+        tool = " ".join([tool, *extra])
         elapsed = publish(port, sent)
         run.settle()
         events, gaps = run.stop()
-        rows.append((tool, len(sent), events, gaps, len(sent) / elapsed, run.rss, run.crashed))
+        rows.append((tool, len(sent), events, gaps, len(sent) / elapsed, run.rss, run.crashed or run.reconnects))
         print(f"  burst {tool:<22} in {len(sent):>7} out {events:>7} gaps {gaps} peak RSS {run.rss:.0f} MB",
               flush=True)
     return rows
@@ -247,7 +258,7 @@ def drain(port, commands, anchor_commands, out_dir):
 
         run = Run("celery events --dump", port, tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         start_wall = time.time()
-        publish(port, anchor_commands)
+        publish(port, anchor_commands[:DRAIN_ANCHOR_EVENTS])
         end_wall = run.settle()
         events, _ = run.stop()
         theirs = events / (end_wall - start_wall)
@@ -311,7 +322,7 @@ def report(args, rates, rates_rows, burst_rows, ours, theirs, drained, anchor_ev
     print(f"   cev-dump > /dev/null: {ours:,.0f}/s;  celery events --dump > tmpfs: {theirs:,.0f}/s "
           f"({drained} events);  ratio {ours / theirs if theirs else float('inf'):.1f}x")
     print()
-    rss = {row[0]: row[5] for row in burst_rows}
+    rss = {row[0]: row[5] for row in burst_rows if row[0] in TOOLS}
     print("4. Peak RSS while absorbing the burst: " +
           ", ".join(f"{tool} {value or 0:.0f} MB" for tool, value in rss.items()))
 

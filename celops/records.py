@@ -8,8 +8,8 @@ worker is ``hostname`` in every record that carries one.
 RECORDS = {
     "event": {
         "produced_by": "cev-dump", "consumed_by": "cev-cam",
-        "summary": "One Celery event, with every field the worker sent. `type` is the event type "
-                   "(task-received, worker-heartbeat...).",
+        "summary": "One Celery event, with every field the worker sent (task.multi batches come out one "
+                   "event per record, in order). `type` is the event type (task-received, worker-heartbeat...).",
         "fields": {
             "type": "str: event type, e.g. task-succeeded",
             "hostname": "str: the worker that sent it",
@@ -27,10 +27,11 @@ RECORDS = {
         "summary": "Events were (or may have been) lost: a broker disconnect, restart or backlog overflow.",
         "fields": {
             "type": "\"celops-gap\"",
-            "reason": "str: why",
-            "since": "float: epoch seconds, last moment known good",
-            "until": "float: epoch seconds, when the stream resumed",
-            "dropped": "int or null: events known dropped, null when unknown",
+            "reason": "str: why, e.g. connection closed by the broker; backlog full (--buffer) first",
+            "since": "float: epoch seconds, last moment known good (when the loss was seen, or the "
+                     "backlog filled up)",
+            "until": "float: epoch seconds, when the stream resumed (resubscribed)",
+            "dropped": "int or null: events known dropped, null when unknown (cev-dump cannot count them today)",
         },
     },
     "reply": {
@@ -131,7 +132,9 @@ RECORDS = {
         "produced_by": "cev-dump, cq-peek", "consumed_by": "jq",
         "summary": "Something in the stream could not be decoded; the stream goes on.",
         "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes",
-                   "queue": "str: the queue it was in (cq-peek)"},
+                   "queue": "str: the queue it was in (cq-peek)",
+                   "local_received": "float: epoch seconds (cev-dump)",
+                   "channel": "str: the Redis channel it came on (cev-dump on Redis)"},
     },
 }
 

@@ -62,3 +62,13 @@ step "cev-cam --live --wakeup --duration 3 --once --sink prom --textfile \$DEMO/
 cev-cam --live --wakeup --duration 3 --once --sink prom --textfile "$DEMO/celery.prom"
 wait
 grep -E '^celery_(worker_up|task_succeeded_total)' "$DEMO/celery.prom"
+
+step "cev-dump --no-heartbeats --duration 4 | jq -c '{type, hostname, name, result, exception}'"
+(sleep 1; send "t.add.delay(2, 2); t.fail.delay('demo')") &
+cev-dump --no-heartbeats --duration 4 | jq -c '{type, hostname, name, result, exception}'
+wait
+
+step "cev-dump --type task-failed --limit 1   # while a task fails"
+(sleep 1; send "t.fail.delay('only failures')") &
+cev-dump --type task-failed --limit 1 | jq -c '{type, name, exception}'
+wait

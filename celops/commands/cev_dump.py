@@ -10,7 +10,7 @@ full) a celops-gap record says so and the stream goes on.
 Workers must send events (celery worker -E, or --enable-events here).
 """
 
-import collections
+import argparse
 import fnmatch
 import re
 import sys
@@ -59,16 +59,13 @@ def build_parser():
 
 
 def positive_int(text):
+    """The argparse type of --limit."""
     try:
         value = int(text)
     except ValueError:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        value = 0
     if value <= 0:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
     return value
 
 
@@ -91,27 +88,29 @@ class Matcher:
         return answer
 
 
-class TaskNames:
-    """uuid -> task name from task-received/task-sent, so later events of the task carry ``name`` too."""
+class TaskNames(dict):
+    """uuid -> task name from task-received/task-sent, so later events of the task carry ``name`` too.
+
+    Bounded: the oldest entries go first (dicts keep insertion order).
+    """
 
     def __init__(self, size=TASK_NAMES_KEPT):
-        self._names = collections.OrderedDict()
-        self._size = size
+        super().__init__()
+        self.size = size
 
     def fill(self, event):
         uuid = event.get("uuid")
         if uuid is None:
             return
         name = event.get("name")
-        names = self._names
-        if name is not None:
-            names[uuid] = name
-            if len(names) > self._size:
-                names.popitem(last=False)
-        else:
-            name = names.get(uuid)
+        if name is None:
+            name = self.get(uuid)
             if name is not None:
                 event["name"] = name
+        elif uuid not in self:
+            self[uuid] = name
+            if len(self) > self.size:
+                del self[next(iter(self))]
 
 
 def event_filter(args):
@@ -139,45 +138,50 @@ def run(ctx):
 
     args = ctx.args
     keep = event_filter(args)
-    names = TaskNames()
+    fill_name = TaskNames().fill
     write = ctx.out.write_encoded
     flush = ctx.out.flush
-    limit = args.limit
+    left = args.limit or -1  # counts down to 0; -1 never gets there
     idle = args.timeout
     deadline = time.monotonic() + args.duration if args.duration else None
-    written = 0
     last_written = time.monotonic()
     with EventSource.from_args(ctx.broker, args) as source:
-        get = source.get
+        get_batch = source.get_batch
         while True:
-            record = get(0)
-            if record is None:  # caught up: show what we have, then wait for more or for a limit
+            batch = get_batch(0)
+            if not batch:  # caught up: show what we have, then wait for more or for a limit
                 flush()
                 now = time.monotonic()
                 waits = [t - now for t in (deadline, last_written + idle if idle else None) if t is not None]
-                record = get(max(min(waits), 0) if waits else None)
-                if record is None:
+                batch = get_batch(max(min(waits), 0) if waits else None)
+                if not batch:
                     return 0
-            elif deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 return 0
-            kind = record.get("type")
-            if kind == GAP:
-                if args.on_gap != "record":
-                    ctx.warn(gap_warning(record))
-                    if args.on_gap == "exit":
-                        return 1
-                    continue
-            elif kind != ERROR:
-                names.fill(record)
-                if keep is not None and not keep(record):
-                    if idle and time.monotonic() - last_written >= idle:
-                        return 0
-                    continue
-            write(dumps(record))
-            written += 1
-            if idle:
-                last_written = time.monotonic()
-            if limit is not None and written >= limit:
+            lines = []
+            for record in batch:
+                kind = record.get("type")
+                if kind == GAP:
+                    if args.on_gap != "record":
+                        ctx.warn(gap_warning(record))
+                        if args.on_gap == "exit":
+                            write(b"".join(lines))
+                            return 1
+                        continue
+                elif kind != ERROR:
+                    fill_name(record)
+                    if keep is not None and not keep(record):
+                        continue
+                lines.append(dumps(record))
+                left -= 1
+                if not left:
+                    write(b"".join(lines))
+                    return 0
+            if lines:
+                write(b"".join(lines))
+                if idle:
+                    last_written = time.monotonic()
+            elif idle and time.monotonic() - last_written >= idle:
                 return 0
 
 

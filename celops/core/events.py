@@ -11,6 +11,7 @@ API::
     with EventSource.from_args(broker, args) as source:   # BrokerUnavailable if the first connect fails
         for record in source: ...                        # blocks; records in arrival order
         record = source.get(timeout)                     # the next record, or None after `timeout` s
+        records = source.get_batch(timeout)              # all decoded so far, or [] after `timeout` s
 
 Records are dicts:
 
@@ -109,7 +110,6 @@ class Backlog:
         self._limit = limit_bytes
         self._cond = threading.Condition()
         self.closed = False
-        self.peak = 0
 
     def put(self, item, size):
         """Append ``item``; returns when it had to wait for room (epoch float), else None."""
@@ -120,7 +120,6 @@ class Backlog:
                 self._cond.wait(0.5)
             self._items.append((item, size))
             self._size += size
-            self.peak = max(self.peak, self._size)
             self._cond.notify_all()
         return waited_since
 
@@ -237,13 +236,30 @@ class EventSource:
     def get(self, timeout=None):
         """The next record, or None if none arrives within ``timeout`` seconds (None: wait)."""
         pending = self._pending
-        if pending:
-            return pending.popleft()
+        if not pending and not self._fill(timeout):
+            return None
+        return pending.popleft()
+
+    def get_batch(self, timeout=None):
+        """Every record decoded so far (at least one), or [] if none arrives within ``timeout``.
+
+        The fast path for writers: one call per read from the broker, not per event.
+        """
+        pending = self._pending
+        if not pending and not self._fill(timeout):
+            return []
+        batch = list(pending)
+        pending.clear()
+        return batch
+
+    def _fill(self, timeout):
+        """Decode backlog items until some record is pending; False when ``timeout`` passes first."""
+        pending = self._pending
         deadline = None if timeout is None else time.monotonic() + timeout
         while not pending:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                return None
+                return False
             item = self.backlog.take(remaining)
             if item is None:
                 continue
@@ -254,7 +270,7 @@ class EventSource:
                 pending.append(item)
             else:
                 self._decode_item(item)
-        return pending.popleft()
+        return True
 
     def _on_gap(self):
         """Forget what was half-read before the connection dropped."""
@@ -298,7 +314,8 @@ class RedisEventSource(EventSource):
     """PSUBSCRIBE on a raw socket; the reader thread only moves bytes, the caller's thread parses them.
 
     The RESP parsing is done here rather than with hiredis, whose reader moves
-    its whole remaining buffer after every reply: quadratic on big reads.
+    its whole remaining buffer after every reply: quadratic on big reads. With
+    one pattern subscribed, every frame starts with the same bytes.
     """
 
     def __init__(self, broker, args):
@@ -308,6 +325,8 @@ class RedisEventSource(EventSource):
         prefix = fanout_prefix if isinstance(fanout_prefix, str) else ("/{db}." if fanout_prefix else "")
         suffix = "/*" if options.get("fanout_patterns", True) else ""
         self.pattern = f"{broker.keyprefix}{prefix.format(db=broker.db)}{self.exchange}{suffix}"
+        pattern = self.pattern.encode()
+        self._frame_head = b"*4\r\n$8\r\npmessage\r\n$%d\r\n%s\r\n$" % (len(pattern), pattern)
         self._sock = None
         self._rest = b""
 
@@ -394,28 +413,33 @@ class RedisEventSource(EventSource):
         self._rest = b""
 
     def _decode_item(self, item):
-        """Decode every complete pmessage frame of the bytes read so far; keep the partial tail."""
+        """Decode every complete pmessage frame of the bytes read so far; keep the partial tail.
+
+        The hot loop of the whole tool, hence inlined: celery's own messages
+        (kombu's envelope starting ``{"body": "<base64 JSON>"``) are decoded
+        right here; anything else, or anything that fails, takes the careful
+        path of ``_decode_envelope``, which says what is wrong.
+        """
         received, chunk = item
         buf = self._rest + chunk if self._rest else chunk
         end = len(buf)
         pos = 0
         find = buf.find
-        decode = self._decode_envelope
+        starts = buf.startswith
+        head = self._frame_head
+        head_len = len(head)
+        pending = self._pending
         while pos < end:
-            if not buf.startswith(_PMESSAGE, pos):
-                if _PMESSAGE.startswith(buf[pos:]):
+            # *4 $8 pmessage $<n> <our pattern> $<n> <channel> $<n> <data>, each line ending in CRLF
+            if not starts(head, pos):
+                if end - pos < head_len and head.startswith(buf[pos:]):
                     break  # the frame's head is still on its way
-                raise ProtocolError(f"unexpected reply from Redis: {bytes(buf[pos:pos + 40])!r}")
-            # *4 $8 pmessage $<n> <pattern> $<n> <channel> $<n> <data>, each line ending in CRLF
-            eol = find(b"\r\n", pos + _PMESSAGE_LEN)
-            if eol < 0:
-                break
-            mark = eol + 2 + int(buf[pos + _PMESSAGE_LEN:eol]) + 2
-            eol = find(b"\r\n", mark)
+                raise ProtocolError(f"unexpected reply from Redis: {bytes(buf[pos:pos + 60])!r}")
+            eol = find(b"\r\n", pos + head_len)
             if eol < 0:
                 break
             channel = eol + 2
-            mark = channel + int(buf[mark + 1:eol]) + 2
+            mark = channel + int(buf[pos + head_len:eol]) + 2
             eol = find(b"\r\n", mark)
             if eol < 0:
                 break
@@ -423,17 +447,27 @@ class RedisEventSource(EventSource):
             data_end = data + int(buf[mark + 1:eol])
             if data_end + 2 > end:
                 break
-            decode(buf[data:data_end], received, buf, channel, mark - 2)
             pos = data_end + 2
+            if starts(b'{"body": "', data):
+                quote = find(b'"', data + 10, data_end)
+                try:
+                    value = loads(a2b_base64(buf[data + 10:quote], strict_mode=True))
+                except ValueError:  # binascii.Error and JSONDecodeError both are
+                    value = None
+                if type(value) is dict:
+                    value["local_received"] = received
+                    pending.append(value)
+                    continue
+                if type(value) is list and all(type(event) is dict for event in value):  # task.multi
+                    for event in value:
+                        event["local_received"] = received
+                    pending.extend(value)
+                    continue
+            self._decode_envelope(buf[data:data_end], received, buf[channel:mark - 2])
         self._rest = buf[pos:]
 
-    def _decode_envelope(self, data, received, frame, channel_start, channel_end):
-        """kombu's Redis envelope: JSON with the (usually base64) body and its content type."""
-        body = _kombu_json_body(data)
-        if body is not None:
-            if not self._decode_body(body, None, received, len(data)):
-                self._pending[-1]["channel"] = _text(frame[channel_start:channel_end])
-            return
+    def _decode_envelope(self, data, received, channel):
+        """kombu's Redis envelope, read with care: JSON with the (base64) body and its content type."""
         try:
             envelope = loads(data)
             body = envelope["body"]
@@ -441,41 +475,16 @@ class RedisEventSource(EventSource):
                 body = _b64decode(body)
             content_type = envelope.get("content-type")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self._pending.append(error_record(_why_not_a_message(exc), len(data), received,
-                                              channel=_text(frame[channel_start:channel_end])))
+            self._pending.append(error_record(_why_not_a_message(exc), len(data), received, channel=_text(channel)))
             return
         if not self._decode_body(body, content_type, received, len(data)):
-            self._pending[-1]["channel"] = _text(frame[channel_start:channel_end])
-
-
-_BODY_HEAD = b'{"body": "'
-_JSON_BASE64 = (b'"content-type": "application/json"', b'"body_encoding": "base64"')
-
-
-def _kombu_json_body(data):
-    """The fast path for what celery sends: kombu's own envelope layout, base64 JSON body.
-
-    kombu writes ``{"body": "<base64>", ...}`` with a fixed layout; base64 has
-    no quotes or escapes, so the body ends at the next quote. Anything else
-    (or bad base64) returns None and takes the full JSON path.
-    """
-    if not data.startswith(_BODY_HEAD):
-        return None
-    end = data.find(b'"', 10)
-    if end < 0 or not data.endswith(b"}") or any(data.find(mark, end) < 0 for mark in _JSON_BASE64):
-        return None
-    try:
-        return a2b_base64(data[10:end], strict_mode=True)
-    except BinasciiError:
-        return None
+            self._pending[-1]["channel"] = _text(channel)
 
 
 class ProtocolError(ConnectionError):
     """The Redis byte stream is not what a pattern subscription sends."""
 
 
-_PMESSAGE = b"*4\r\n$8\r\npmessage\r\n$"
-_PMESSAGE_LEN = len(_PMESSAGE)
 
 
 def _text(raw):

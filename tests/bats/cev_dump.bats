@@ -1,0 +1,43 @@
+#!/usr/bin/env bats
+# cev-dump at the shell: pipes, Ctrl-C, an unreachable broker.
+
+setup_file() {
+  load helpers
+  start_redis
+  start_worker "$REDIS_URL"
+}
+
+teardown_file() {
+  load helpers
+  stop_worker
+  stop_redis
+}
+
+setup() { load helpers; }
+
+@test "cev-dump | head -n 3 exits 0 with empty stderr" {
+  run --separate-stderr bash -c "set -o pipefail; cev-dump -b '$REDIS_URL' --wakeup | head -n 3"
+  assert_success
+  [ "$(printf '%s\n' "$output" | grep -c '"type":"worker-heartbeat"')" -eq 3 ]
+  [ -z "$stderr" ]
+}
+
+@test "Ctrl-C exits 130 quietly" {
+  run --separate-stderr timeout --preserve-status -s INT 2 cev-dump -b "$REDIS_URL" --no-heartbeats
+  assert_equal "$status" 130
+  [ -z "$stderr" ]
+}
+
+@test "filters and --limit in a pipeline with jq-style consumers" {
+  run --separate-stderr bash -c "cev-dump -b '$REDIS_URL' --wakeup --type 'worker-*' --hostname '$WORKER' --limit 1 | grep -c '\"hostname\":\"$WORKER\"'"
+  assert_success
+  assert_output 1
+}
+
+@test "an unreachable broker: exit 69 and one redacted line" {
+  run --separate-stderr cev-dump -b redis://:hunter2@127.0.0.1:1/0 -t 1
+  assert_equal "$status" 69
+  assert_output ""
+  [ "$(printf '%s\n' "$stderr" | wc -l)" -eq 1 ]
+  [[ "$stderr" == "cev-dump: error: cannot reach broker redis://:***@127.0.0.1:1/0: "* ]]
+}

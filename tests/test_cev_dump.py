@@ -1,0 +1,390 @@
+"""cev-dump against real workers on Redis and RabbitMQ, and faults on a private redis-server."""
+
+import base64
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import orjson
+import pytest
+
+from celops.commands.cev_dump import main
+from tests.conftest import BIN, run_command
+from tests.support import RedisServer, Worker, free_port, wait_for
+
+PREFIX = "cevdump-test:"  # the Redis worker uses a global_keyprefix: the channel must follow it
+
+
+class Dump:
+    """bin/cev-dump in a subprocess, its stdout records collected by a thread as they come."""
+
+    def __init__(self, *args, env=None):
+        self.process = subprocess.Popen([os.path.join(BIN, "cev-dump"), "-u", *args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=dict(os.environ, **(env or {})))
+        self.records = []
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._lines.put(orjson.loads(line))
+        self._lines.put(None)
+
+    def until(self, predicate, timeout=30):
+        """Collect records until one satisfies ``predicate``; returns it."""
+        deadline = time.monotonic() + timeout
+        for record in self.records:
+            if predicate(record):
+                return record
+        while time.monotonic() < deadline:
+            try:
+                record = self._lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if record is None:
+                break
+            self.records.append(record)
+            if predicate(record):
+                return record
+        raise AssertionError(f"not seen within {timeout}s; got {[r.get('type') for r in self.records]}; "
+                             f"stderr: {self.stderr()}")
+
+    def finish(self, timeout=30):
+        """Wait for the exit; returns the status (the reader thread has drained stdout by then)."""
+        status = self.process.wait(timeout)
+        while True:
+            record = self._lines.get(timeout=10)
+            if record is None:
+                return status
+            self.records.append(record)
+
+    def interrupt(self):
+        self.process.send_signal(signal.SIGINT)
+        return self.finish()
+
+    def stderr(self):
+        return self.process.stderr.read().decode() if self.process.poll() is not None else "(running)"
+
+
+def heartbeat_of(hostname):
+    return lambda r: r.get("type") == "worker-heartbeat" and r.get("hostname") == hostname
+
+
+def kombu_envelope(event, routing_key="task.succeeded", body=None):
+    """A Redis event message exactly as celery's EventDispatcher publishes it."""
+    body = body if body is not None else base64.b64encode(json.dumps(event).encode()).decode()
+    return json.dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
+                       "headers": {"hostname": "tester"},
+                       "properties": {"delivery_mode": 1, "body_encoding": "base64", "priority": 0,
+                                      "delivery_info": {"exchange": "celeryev", "routing_key": routing_key},
+                                      "delivery_tag": str(uuid.uuid4())}})
+
+
+def send(broker_url, transport_options=None):
+    """Send add, fail and flaky through a client app; returns their task ids."""
+    from celery import Celery
+
+    app = Celery("celops-test-client", broker=broker_url, set_as_current=False)
+    app.conf.broker_transport_options = transport_options or {}
+    app.conf.task_send_sent_event = True
+    try:
+        return {"add": app.send_task("tests.app.add", (1, 2)).id,
+                "fail": app.send_task("tests.app.fail", ("kaput",)).id,
+                "flaky": app.send_task("tests.app.flaky", (1,)).id}
+    finally:
+        app.close()
+
+
+# One worker per transport for the whole module -----------------------------------------
+
+@pytest.fixture(scope="module")
+def redis_worker(redis_server, tmp_path_factory):
+    url = redis_server.url(0)
+    worker = Worker(url, logdir=str(tmp_path_factory.mktemp("w")), transport_options={"global_keyprefix": PREFIX})
+    yield worker.start()
+    worker.stop()
+
+
+@pytest.fixture(scope="module")
+def amqp_worker(rabbit_vhost, tmp_path_factory):
+    worker = Worker(rabbit_vhost.url(), logdir=str(tmp_path_factory.mktemp("w")))
+    yield worker.start()
+    worker.stop()
+
+
+@pytest.fixture(params=["redis", "amqp"])
+def live(request):
+    """(broker URL, extra cev-dump args, transport options, worker) with a running worker."""
+    if request.param == "redis":
+        worker = request.getfixturevalue("redis_worker")
+        env = {"CELOPS_TEST_TRANSPORT_OPTIONS": json.dumps({"global_keyprefix": PREFIX})}
+        return worker.broker_url, ["-A", "tests.app"], env, {"global_keyprefix": PREFIX}, worker
+    worker = request.getfixturevalue("amqp_worker")
+    return worker.broker_url, [], {}, {}, worker
+
+
+def test_lifecycle_events_of_real_workers(live):
+    url, args, env, options, worker = live
+    dump = Dump("-b", url, *args, "--wakeup", env=dict(env, CELOPS_TEST_BROKER=url))
+    dump.until(heartbeat_of(worker.hostname))
+    ids = send(url, options)
+    dump.until(lambda r: r.get("type") == "task-succeeded" and r.get("uuid") == ids["flaky"])
+    dump.until(lambda r: r.get("type") == "task-failed" and r.get("uuid") == ids["fail"])
+    dump.until(lambda r: r.get("type") == "task-succeeded" and r.get("uuid") == ids["add"])
+    assert dump.interrupt() == 130
+    assert not [r for r in dump.records if r["type"] in ("error", "celops-gap")]
+    by_task = {name: [r for r in dump.records if r.get("uuid") == task_id] for name, task_id in ids.items()}
+    def worker_events(name):  # the client's task-sent may arrive after the worker's first event
+        assert "task-sent" in [r["type"] for r in by_task[name]]
+        return [r["type"] for r in by_task[name] if r["hostname"] == worker.hostname]
+
+    assert worker_events("add") == ["task-received", "task-started", "task-succeeded"]
+    assert worker_events("fail") == ["task-received", "task-started", "task-failed"]
+    assert sorted(worker_events("flaky")) == sorted([  # pool processes race each other
+        "task-received", "task-started", "task-retried", "task-received", "task-started", "task-succeeded"])
+    succeeded = next(r for r in by_task["add"] if r["type"] == "task-succeeded")
+    assert succeeded["result"] == "3" and succeeded["runtime"] >= 0
+    assert succeeded["name"] == "tests.app.add"  # filled in from task-received
+    failed = next(r for r in by_task["fail"] if r["type"] == "task-failed")
+    assert "kaput" in failed["exception"] and "Traceback" in failed["traceback"]
+    for record in dump.records:
+        assert isinstance(record["local_received"], float) and isinstance(record["timestamp"], float)
+        assert isinstance(record["clock"], int) and record["hostname"]
+    heartbeat = next(r for r in dump.records if heartbeat_of(worker.hostname)(r))
+    assert {"freq", "sw_ident", "sw_ver"} <= heartbeat.keys()
+
+
+def test_filters(redis_worker, redis_server):
+    url = redis_worker.broker_url
+    common = ["-b", url, "-A", "tests.app"]
+    env = {"CELOPS_TEST_BROKER": url, "CELOPS_TEST_TRANSPORT_OPTIONS": json.dumps({"global_keyprefix": PREFIX})}
+    subscribed = _subscribers(url)
+    failed_or_flaky = Dump(*common, "--type", "task-failed,task-succeeded", "--task", "tests.app.f*",
+                           "--limit", "2", env=env)
+    no_heartbeats = Dump(*common, "--hostname", redis_worker.hostname, "--no-heartbeats", env=env)
+    started = Dump(*common, "--type", "task-start*", "--type", "worker-heartbeat", env=env)
+    wait_for(lambda: _subscribers(url) >= subscribed + 3, 20, "three subscriptions")
+    ids = send(url, {"global_keyprefix": PREFIX})
+    assert failed_or_flaky.finish() == 0
+    assert sorted((r["type"], r["uuid"]) for r in failed_or_flaky.records) == sorted(
+        [("task-failed", ids["fail"]), ("task-succeeded", ids["flaky"])])
+    no_heartbeats.until(lambda r: r.get("type") == "task-succeeded" and r.get("uuid") == ids["flaky"])
+    started.until(lambda r: r.get("type") == "task-started" and r.get("uuid") == ids["flaky"])
+    started.until(heartbeat_of(redis_worker.hostname))
+    assert no_heartbeats.interrupt() == started.interrupt() == 130
+    assert {r["hostname"] for r in no_heartbeats.records} == {redis_worker.hostname}
+    assert "worker-heartbeat" not in {r["type"] for r in no_heartbeats.records}
+    assert {r["type"] for r in started.records} == {"task-started", "worker-heartbeat"}
+
+
+def _subscribers(url):
+    """Clients with a pattern subscription (PUBSUB NUMPAT counts patterns, not clients)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return sum(1 for c in client.client_list() if int(c.get("psub", 0)) > 0)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("option, seconds", [("--duration", "1"), ("--timeout", "1")])
+def test_duration_and_idle_timeout_end_the_run(fresh_redis_url, option, seconds):
+    start = time.monotonic()
+    result = run_command(main, ["-b", fresh_redis_url, option, seconds])
+    assert result.status == 0 and result.stdout == b"" and result.stderr == ""
+    assert 0.9 < time.monotonic() - start < 10
+
+
+def test_idle_timeout_counts_written_records_only(fresh_redis_url):
+    """Filtered-out events keep arriving; --timeout still ends the run."""
+    import redis
+
+    client = redis.Redis.from_url(fresh_redis_url)
+    db = fresh_redis_url.rsplit("/", 1)[1]
+    stop = threading.Event()
+
+    def heartbeats():
+        while not stop.wait(0.1):
+            client.publish(f"/{db}.celeryev/worker.heartbeat",
+                           kombu_envelope({"type": "worker-heartbeat", "hostname": "h", "timestamp": time.time()}))
+
+    threading.Thread(target=heartbeats, daemon=True).start()
+    try:
+        start = time.monotonic()
+        result = run_command(main, ["-b", fresh_redis_url, "--no-heartbeats", "--timeout", "1"])
+    finally:
+        stop.set()
+    assert result.status == 0 and result.stdout == b""
+    assert time.monotonic() - start < 10
+
+
+# Faults on a private redis-server of this module ----------------------------------------
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory):
+    server = RedisServer(str(tmp_path_factory.mktemp("redis-faults"))).start()
+    yield server
+    server.stop()
+
+
+def publish(server, body, routing_key="task.succeeded"):
+    import redis
+
+    client = redis.Redis.from_url(server.url(0))
+    try:
+        return client.publish(f"/0.celeryev/{routing_key}", body)
+    finally:
+        client.close()
+
+
+def wait_subscribed(server, count=1):
+    wait_for(lambda: _subscribers(server.url(0)) >= count, 10, "cev-dump's subscription")
+
+
+def event(n):
+    return {"type": "task-succeeded", "uuid": f"task-{n}", "hostname": "h@x", "timestamp": time.time(),
+            "clock": n, "result": "4", "runtime": 0.5}
+
+
+def test_broker_restart_gives_a_gap_record_and_the_stream_goes_on(own_redis):
+    recording = Dump("-b", own_redis.url(0))
+    exiting = Dump("-b", own_redis.url(0), "--on-gap", "exit")
+    wait_subscribed(own_redis, 2)
+    publish(own_redis, kombu_envelope(event(1)))
+    recording.until(lambda r: r.get("uuid") == "task-1")
+    own_redis.process.kill()
+    own_redis.process.wait()
+    own_redis.start()  # the same port
+    gap = recording.until(lambda r: r["type"] == "celops-gap")
+    assert gap["since"] <= gap["until"] and gap["dropped"] is None and gap["reason"]
+    wait_subscribed(own_redis, 1)
+    publish(own_redis, kombu_envelope(event(2)))
+    recording.until(lambda r: r.get("uuid") == "task-2")
+    assert recording.interrupt() == 130
+    assert exiting.finish() == 1
+    assert "events lost" in exiting.stderr()
+
+
+def test_output_buffer_limit_disconnect_is_a_gap_never_silence(own_redis):
+    import redis
+
+    dump = Dump("-b", own_redis.url(0))
+    wait_subscribed(own_redis)
+    client = redis.Redis.from_url(own_redis.url(0))
+    limits = client.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
+    client.config_set("client-output-buffer-limit", "pubsub 64 64 0")
+    try:
+        # past the 16 KB reply buffer, the limit counts: Redis drops the subscriber
+        publish(own_redis, kombu_envelope(dict(event(3), result="x" * 100_000)))
+        gap = dump.until(lambda r: r["type"] == "celops-gap")
+    finally:
+        client.config_set("client-output-buffer-limit", limits)
+    assert "closed" in gap["reason"] or "reset" in gap["reason"]
+    wait_subscribed(own_redis)
+    publish(own_redis, kombu_envelope(event(4)))
+    dump.until(lambda r: r.get("uuid") == "task-4")
+    assert dump.interrupt() == 130
+
+
+def test_malformed_messages_become_error_records(own_redis):
+    dump = Dump("-b", own_redis.url(0))
+    wait_subscribed(own_redis)
+    batch = [event(5), event(6)]
+    bad = [b"not json at all", kombu_envelope({}, body="%%%not-base64%%%"),
+           kombu_envelope({}, body=base64.b64encode(b"[1, 2").decode()),
+           kombu_envelope({}, body=base64.b64encode(b"42").decode())]
+    for body in bad:
+        publish(own_redis, body)
+    publish(own_redis, kombu_envelope(batch, routing_key="task.multi"))
+    dump.until(lambda r: r.get("uuid") == "task-6")
+    assert dump.interrupt() == 130
+    errors = [r for r in dump.records if r["type"] == "error"]
+    assert [r["size"] for r in errors] == [len(body) for body in bad]
+    assert "not JSON" in errors[0]["error"] and "base64" in errors[1]["error"]
+    assert "not JSON" in errors[2]["error"] and "not an event object" in errors[3]["error"]
+    assert all(r["channel"] == "/0.celeryev/task.succeeded" for r in errors)
+    assert [r.get("uuid") for r in dump.records if r["type"] != "error"] == ["task-5", "task-6"]
+
+
+def test_unreachable_broker_exits_69_with_one_line():
+    port = free_port()
+    for url in (f"redis://:hunter2@127.0.0.1:{port}/0", f"amqp://guest:hunter2@127.0.0.1:{port}//"):
+        result = run_command(main, ["-b", url, "-t", "1"])
+        assert result.status == 69, result
+        assert result.stdout == b""
+        assert result.stderr.count("\n") == 1 and "hunter2" not in result.stderr
+        assert result.stderr.startswith("cev-dump: error: cannot reach broker")
+
+
+def test_rabbitmq_options_on_redis_are_a_usage_error(fresh_redis_url):
+    result = run_command(main, ["-b", fresh_redis_url, "--queue", "audit"])
+    assert result.status == 2 and "RabbitMQ only" in result.stderr
+
+
+# RabbitMQ's named queue ------------------------------------------------------------------
+
+def test_named_queue_keeps_events_between_runs(amqp_worker, unique):
+    url = amqp_worker.broker_url
+    first = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--timeout", "0.5"])
+    assert first.status == 0
+    ids = send(url)  # nobody is reading now: the durable queue keeps them
+    wait_for(lambda: _queue_depth(url, unique) >= 15, 30, "the tasks' events in the named queue")
+    later = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--limit", "3"])
+    rest = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--timeout", "3"])
+    records = later.records + rest.records
+    assert later.status == rest.status == 0 and len(later.records) == 3
+    for task_id in ids.values():
+        assert [r["type"] for r in records if r["uuid"] == task_id][0] == "task-sent"
+    assert len({(r["uuid"], r["type"], r["clock"]) for r in records}) == len(records)  # acked once each
+    _delete_queue(url, unique)
+
+
+def _queue_depth(url, name):
+    from kombu import Connection
+
+    with Connection(url) as connection:
+        return connection.default_channel.queue_declare(name, passive=True).message_count
+
+
+def _delete_queue(url, name):
+    from kombu import Connection
+
+    with Connection(url) as connection:
+        connection.default_channel.queue_delete(name)
+
+
+def test_enable_events_turns_on_a_worker_started_without_them(fresh_redis_url, start_worker):
+    worker = start_worker(fresh_redis_url, events=False, concurrency=1)
+    result = run_command(main, ["-b", fresh_redis_url, "--enable-events", "--hostname", worker.hostname,
+                                "--limit", "1", "--duration", "30"])
+    assert result.status == 0
+    assert [r["hostname"] for r in result.records] == [worker.hostname]
+
+
+def test_rabbitmq_connection_closed_by_the_broker_gives_a_gap(amqp_worker, rabbit_vhost):
+    import urllib.parse
+
+    import requests
+
+    from tests.support import RABBIT_API, RABBIT_AUTH
+
+    def our_connection():
+        consumers = requests.get(f"{RABBIT_API}/consumers/{rabbit_vhost.name}", auth=RABBIT_AUTH, timeout=10).json()
+        return next((c["channel_details"]["connection_name"] for c in consumers  # details are [] while new
+                     if c["queue"]["name"].startswith("celeryev.") and c["channel_details"]), None)
+
+    dump = Dump("-b", amqp_worker.broker_url)
+    dump.until(heartbeat_of(amqp_worker.hostname))
+    wait_for(our_connection, 10, "cev-dump's consumer")
+    requests.delete(f"{RABBIT_API}/connections/{urllib.parse.quote(our_connection(), safe='')}",
+                    auth=RABBIT_AUTH, timeout=10).raise_for_status()
+    gap = dump.until(lambda r: r["type"] == "celops-gap")
+    assert "CONNECTION_FORCED" in gap["reason"]
+    dump.until(lambda r: heartbeat_of(amqp_worker.hostname)(r) and r["local_received"] > gap["until"])
+    assert dump.interrupt() == 130
