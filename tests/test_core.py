@@ -267,3 +267,10 @@ def test_help_and_version_import_nothing_heavy(command, flag):
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_fanout_topic_follows_kombu():
+    assert Broker("redis://h/2", "x").fanout_topic("celeryev") == "/2.celeryev"
+    options = {"fanout_prefix": "{db}:fan.", "global_keyprefix": "p:"}
+    assert Broker("redis://h/3", "x", transport_options=options).fanout_topic("celeryev") == "p:3:fan.celeryev"
+    assert Broker("redis://h/3", "x", transport_options={"fanout_prefix": False}).fanout_topic("x") == "x"

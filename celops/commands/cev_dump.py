@@ -10,7 +10,6 @@ full) a celops-gap record says so and the stream goes on.
 Workers must send events (celery worker -E, or --enable-events here).
 """
 
-import argparse
 import fnmatch
 import re
 import sys
@@ -38,7 +37,7 @@ def build_parser():
                       cli.WORKER_NAMES)
     filters.add_argument("--no-heartbeats", action="store_true", help="leave out worker-heartbeat events")
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("--limit", type=positive_int, metavar="N", help="stop after writing N records")
+    stop.add_argument("--limit", type=cli.whole_number(1), metavar="N", help="stop after writing N records")
     stop.add_argument("--duration", type=cli.positive_float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--on-gap", choices=("record", "warn", "exit"), default="record",
                         help="when events were lost: write a celops-gap record (default), warn on stderr, "
@@ -56,17 +55,6 @@ def build_parser():
                     "stalled reader; no gap record can say so. Use --queue, or --ttl."),
     ]
     return parser
-
-
-def positive_int(text):
-    """The argparse type of --limit."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
-    return value
 
 
 class Matcher:

@@ -80,14 +80,15 @@ class Broker:
         """The PUBLISH channel of a fanout exchange, as kombu's Redis transport names it.
 
         ``/{db}.EXCHANGE`` by default; ``fanout_prefix`` may be a string of its
-        own or false (no prefix); ``global_keyprefix`` goes in front of it all.
+        own (``{db}`` is filled in there too) or false (no prefix);
+        ``global_keyprefix`` goes in front of it all.
         """
         fanout_prefix = self.transport_options.get("fanout_prefix", True)
         if isinstance(fanout_prefix, str):
             prefix = fanout_prefix
         else:
-            prefix = f"/{self.db}." if fanout_prefix else ""
-        return self.key(f"{prefix}{exchange}")
+            prefix = "/{db}." if fanout_prefix else ""
+        return self.key(prefix.format(db=self.db) + exchange)
 
     def priority_keys(self, queue):
         """``(step, key)`` of every priority list of a Redis queue, step 0 on the bare name."""

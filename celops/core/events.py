@@ -320,37 +320,29 @@ class RedisEventSource(EventSource):
 
     def __init__(self, broker, args):
         super().__init__(broker, args)
-        options = broker.transport_options
-        fanout_prefix = options.get("fanout_prefix", True)
-        prefix = fanout_prefix if isinstance(fanout_prefix, str) else ("/{db}." if fanout_prefix else "")
-        suffix = "/*" if options.get("fanout_patterns", True) else ""
-        self.pattern = f"{broker.keyprefix}{prefix.format(db=broker.db)}{self.exchange}{suffix}"
+        suffix = "/*" if broker.transport_options.get("fanout_patterns", True) else ""
+        self.pattern = broker.fanout_topic(self.exchange) + suffix
         pattern = self.pattern.encode()
         self._frame_head = b"*4\r\n$8\r\npmessage\r\n$%d\r\n%s\r\n$" % (len(pattern), pattern)
         self._sock = None
         self._rest = b""
 
     def _connect_first(self):
-        try:
-            self._sock = self._connect()
-        except OSError as exc:
-            raise BrokerUnavailable(self.broker.url, _socket_reason(exc)) from exc
+        self._sock = self._connect()
 
     def _connect(self):
-        """A socket subscribed to the event pattern, with nothing read past the PSUBSCRIBE reply."""
-        broker = self.broker
-        sock = socket.create_connection((broker.host, broker.port or 6379), self.connect_timeout)
+        """A socket subscribed to the event pattern, with nothing read past the PSUBSCRIBE reply.
+
+        ``resp.Redis`` does the connecting (TLS, AUTH, PING); its socket is then
+        handed over to the raw reader.
+        """
+        from celops.core.resp import Redis
+
+        client = Redis.connect(self.broker, self.connect_timeout)
+        sock = client.sock
         try:
-            if self.broker.url.startswith("rediss:"):
-                sock = _tls_wrap(sock, broker)
             sock.settimeout(self.connect_timeout)
-            if broker.password is not None:
-                credentials = [broker.username, broker.password] if broker.username else [broker.password]
-                sock.sendall(_command("AUTH", *credentials))
-                reply = _read_line(sock)
-                if not reply.startswith(b"+"):
-                    raise ConnectionRefusedError(reply.decode("utf-8", "replace").lstrip("-") or "AUTH failed")
-            sock.sendall(_command("PSUBSCRIBE", self.pattern))
+            sock.sendall(client.pack(("PSUBSCRIBE", self.pattern)))
             expected = _psubscribe_reply(self.pattern)
             reply = _read_exactly(sock, len(expected))
             if reply != expected:
@@ -358,9 +350,9 @@ class RedisEventSource(EventSource):
             sock.settimeout(None)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             return sock
-        except BaseException:
+        except OSError as exc:
             sock.close()
-            raise
+            raise BrokerUnavailable(self.broker.url, _socket_reason(exc)) from exc
 
     def _read_forever(self):
         sock = self._sock
@@ -395,7 +387,7 @@ class RedisEventSource(EventSource):
                 return None
             try:
                 return self._connect()
-            except OSError:
+            except BrokerUnavailable:
                 continue
 
     def close(self):
@@ -506,24 +498,9 @@ def _b64decode(text):
         raise ValueError(f"bad base64 body: {exc}") from None
 
 
-def _command(*parts):
-    encoded = [part.encode() if isinstance(part, str) else part for part in parts]
-    return b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded)
-
-
 def _psubscribe_reply(pattern):
     pattern = pattern.encode()
     return b"*3\r\n$10\r\npsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(pattern), pattern)
-
-
-def _read_line(sock):
-    line = b""
-    while not line.endswith(b"\r\n"):
-        byte = sock.recv(1)
-        if not byte:
-            raise ConnectionResetError("connection closed by the broker")
-        line += byte
-    return line[:-2]
 
 
 def _read_exactly(sock, size):
@@ -536,18 +513,6 @@ def _read_exactly(sock, size):
             raise ConnectionRefusedError(more.decode("utf-8", "replace").strip().lstrip("-"))
         data += more
     return data
-
-
-def _tls_wrap(sock, broker):
-    import ssl
-    from urllib.parse import parse_qs, urlsplit
-
-    context = ssl.create_default_context()
-    query = parse_qs(urlsplit(broker.url).query)
-    if query.get("ssl_cert_reqs", [""])[0].lower() in ("none", "cert_none"):
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context.wrap_socket(sock, server_hostname=broker.host)
 
 
 def _socket_reason(exc):
