@@ -2,6 +2,7 @@
 
 import argparse
 import datetime
+import io
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from celops.commands import COMMANDS
 from celops.core import cli
 from celops.core.broker import Broker, resolve
-from celops.core.ndjson import MAX_LINE_BYTES, dumps
+from celops.core.ndjson import MAX_LINE_BYTES, Reader, dumps
 from celops.core.redact import redact, redact_url
 from tests.conftest import run_bin, run_command
 from tests.support import ROOT
@@ -267,3 +268,13 @@ def test_help_and_version_import_nothing_heavy(command, flag):
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_reader_values_plain_lines_records_and_json_strings():
+    reports = []
+    stdin = io.BytesIO(b'plain-id\n{"uuid": "from-record"}\n"from-jq-without-r"\n[1, 2]\n\xff\xfe\n{"other": 1}\n')
+    reader = Reader(["-"], stdin, reports.append)
+    assert list(reader.values(["uuid"])) == ["plain-id", "from-record", "from-jq-without-r"]
+    assert reports == ["<stdin>:4: not a JSON object but list", "<stdin>:5: not UTF-8 text",
+                       "<stdin>:6: no uuid field"]
+    assert reader.bad_lines == 3

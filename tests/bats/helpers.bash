@@ -44,3 +44,22 @@ stop_worker() {
   for _ in $(seq 1 150); do kill -0 "$WORKER_PID" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL -- "-$WORKER_PID" 2>/dev/null || true
 }
+
+# send_tasks BROKER_URL QUEUE TASK ARGS_JSON [COUNT]: publish tests.app task messages; prints their ids.
+send_tasks() { support send "$@"; }
+
+# wait_until SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds; fail after SECONDS.
+wait_until() {
+  local deadline=$((SECONDS + $1))
+  until "${@:2}"; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "timed out waiting for: ${*:2}" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
+# redis_subscribers: how many clients of the private Redis hold pattern subscriptions
+# (the worker's pidbox, and each event reader once it listens).
+redis_subscribers() { redis-cli -p "$REDIS_PORT" client list | grep -c ' psub=[1-9]'; }
+
+# redis_subscribers_at_least N: at least N such clients.
+redis_subscribers_at_least() { [ "$(redis_subscribers)" -ge "$1" ]; }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bats
+# The pipelines of issue 7, as users chain the commands, against a real worker
+# on a private Redis (pipelines_rabbitmq.bats runs the broker-sensitive ones
+# on RabbitMQ). Tests share one worker; the event ones come first so that no
+# earlier test's tasks are still sending events.
+
+setup_file() {
+  load helpers
+  start_redis
+  start_worker "$REDIS_URL"
+}
+
+teardown_file() {
+  load helpers
+  stop_worker
+  stop_redis
+}
+
+setup() {
+  load helpers
+  load pipelines
+  export BROKER="$REDIS_URL" CELOPS_BROKER_URL="$REDIS_URL"
+}
+
+# send_mix: two adds and one fail on the celery queue.
+send_mix() {
+  send_tasks "$BROKER" celery tests.app.add '[2, 2]' 2 >/dev/null
+  send_tasks "$BROKER" celery tests.app.fail '["mix"]' >/dev/null
+}
+
+@test "pipeline 1: cev-dump --limit N | cev-cam --once counts the tasks that ran" {
+  local subscribers; subscribers="$(redis_subscribers)"
+  cev-dump --hostname "$WORKER" --type 'task-*' --limit 9 -t 30 | cev-cam --once > "$BATS_TEST_TMPDIR/snap" &
+  wait_until 10 redis_subscribers_at_least $((subscribers + 1))
+  send_mix
+  wait
+  run jq -c '[.tasks.count, .tasks.by_name, .tasks.by_worker]' "$BATS_TEST_TMPDIR/snap"
+  assert_output "[3,{\"tests.app.add\":{\"SUCCESS\":2},\"tests.app.fail\":{\"FAILURE\":1}},{\"$WORKER\":{\"SUCCESS\":2,\"FAILURE\":1}}]"
+}
+
+@test "pipeline 2: cev-dump --type task-failed | jq -r .exception" {
+  pipeline_failed_exception
+}
+
+@test "pipeline 6: cev-cam --once < saved.ndjson equals the live camera's last snapshot" {
+  local subscribers; subscribers="$(redis_subscribers)"
+  cev-dump --duration 5 > "$BATS_TEST_TMPDIR/saved.ndjson" &
+  cev-cam --live --duration 5 --once > "$BATS_TEST_TMPDIR/live" &
+  wait_until 10 redis_subscribers_at_least $((subscribers + 2))
+  send_mix
+  wait
+  cev-cam --once < "$BATS_TEST_TMPDIR/saved.ndjson" > "$BATS_TEST_TMPDIR/replay"
+  local agreed='[(.tasks | del(.runtime)), (.wait | map_values(.count)), (.tasks.runtime | map_values(.count)), [.workers[].hostname]]'
+  run jq -c "$agreed" "$BATS_TEST_TMPDIR/live"
+  local live="$output"
+  assert_output --partial '"tests.app.fail":{"FAILURE":1}'
+  run jq -c "$agreed" "$BATS_TEST_TMPDIR/replay"
+  assert_output "$live"
+}
+
+@test "pipeline 3: cq-peek QUEUE | jq select sleep | cctl revoke -: the worker skips them" {
+  pipeline_revoke_queued
+}
+
+@test "pipeline 4: cctl active --each | jq select sleep | cctl terminate SIGKILL - kills the sleepers" {
+  pipeline_terminate_active
+}
+
+@test "pipeline 5: cq-len --textfile from a loop is always complete for a concurrent reader" {
+  local prom="$BATS_TEST_TMPDIR/queues.prom" done="$BATS_TEST_TMPDIR/done"
+  send_tasks "$BROKER" textfile-a tests.app.add '[1, 1]' 3 >/dev/null
+  send_tasks "$BROKER" textfile-b tests.app.add '[1, 1]' 4 >/dev/null
+  cq-len --textfile "$prom" textfile-a textfile-b
+  ( for _ in $(seq 30); do cq-len --textfile "$prom" textfile-a textfile-b || exit 1; done; touch "$done" ) &
+  run "$PY" - "$prom" "$done" <<'PY'
+import os, sys
+from prometheus_client.parser import text_string_to_metric_families
+path, done = sys.argv[1:]
+reads = 0
+while not os.path.exists(done):
+    with open(path) as f:
+        text = f.read()
+    lengths = {s.labels["queue"]: s.value for family in text_string_to_metric_families(text)
+               for s in family.samples if s.name == "celery_queue_length"}
+    assert text.endswith("\n") and lengths == {"textfile-a": 3, "textfile-b": 4}, repr(text)
+    reads += 1
+print(f"{reads} complete reads")
+PY
+  wait "$!"
+  assert_success
+  assert_output --regexp '^[1-9][0-9]* complete reads$'
+  cq-purge -Q textfile-a,textfile-b -f >/dev/null
+}
+
+@test "pipeline 7: cev-dump, cq-len, cctl stats and cq-peek | head -1 exit 0 quietly" {
+  pipeline_head_one
+}
+
+@test "pipeline 8: garbage on stdin to every reader: numbered errors, exit 65, good lines processed" {
+  local garbage=$'{oops\n\xff\xfe binary\n[1, 2]'
+  local events
+  events="{\"type\":\"task-received\",\"uuid\":\"g-1\",\"name\":\"tests.app.add\",\"hostname\":\"$WORKER\",\"timestamp\":1.0,\"clock\":1}"$'\n'"$garbage"$'\n'"{\"type\":\"task-succeeded\",\"uuid\":\"g-1\",\"hostname\":\"$WORKER\",\"timestamp\":2.0,\"clock\":2,\"runtime\":0.5}"
+  run --separate-stderr cev-cam --once <<< "$events"
+  assert_equal "$status" 65
+  assert_equal "$(jq -c .tasks.by_name <<< "$output")" '{"tests.app.add":{"SUCCESS":1}}'
+  assert_numbered_errors cev-cam
+
+  run --separate-stderr cq-len - <<< "celery"$'\n'"$garbage"$'\n'"{\"queue\":\"other\"}"
+  assert_equal "$status" 65
+  assert_equal "$(jq -r .queue <<< "$output" | paste -sd,)" "celery,other"
+  assert_numbered_errors cq-len
+
+  local command
+  for command in "revoke" "terminate SIGKILL" "query_task"; do
+    run --separate-stderr cctl $command - -d "$WORKER" <<< "pipe-id-1"$'\n'"$garbage"$'\n'"{\"uuid\":\"pipe-id-2\"}"
+    assert_equal "$status" 65
+    assert_output --partial "\"command\":\"${command%% *}\""
+    assert_numbered_errors cctl
+  done
+  run cctl revoked --each -d "$WORKER"
+  assert_output --partial '"uuid":"pipe-id-1"'
+  assert_output --partial '"uuid":"pipe-id-2"'
+}
+
+# assert_numbered_errors PROG: $stderr is one "PROG: <stdin>:N: reason" line per garbage line 2-4.
+assert_numbered_errors() {
+  [ "$(printf '%s\n' "$stderr" | wc -l)" -eq 3 ] || { echo "stderr: $stderr"; return 1; }
+  local n
+  for n in 2 3 4; do [[ "$stderr" == *"$1: <stdin>:$n: "* ]] || { echo "no line $n in: $stderr"; return 1; }; done
+}
