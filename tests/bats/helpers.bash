@@ -57,9 +57,16 @@ wait_until() {
   done
 }
 
-# redis_subscribers: how many clients of the private Redis hold pattern subscriptions
-# (the worker's pidbox, and each event reader once it listens).
-redis_subscribers() { redis-cli -p "$REDIS_PORT" client list | grep -c ' psub=[1-9]'; }
+# event_readers: how many event readers listen on $BROKER: Redis clients with
+# pattern subscriptions besides the worker's pidbox, or celeryev.* queues of the
+# RabbitMQ vhost (management API).
+event_readers() {
+  case "$BROKER" in
+    redis://*) echo $(($(redis-cli -p "$REDIS_PORT" client list | grep -c ' psub=[1-9]') - 1)) ;;
+    *) curl -sf -u guest:guest "http://127.0.0.1:15672/api/queues/$AMQP_VHOST?columns=name" |
+         jq '[.[] | select(.name | startswith("celeryev."))] | length' ;;
+  esac
+}
 
-# redis_subscribers_at_least N: at least N such clients.
-redis_subscribers_at_least() { [ "$(redis_subscribers)" -ge "$1" ]; }
+# event_readers_at_least N: wait_until's condition for N listening event readers.
+event_readers_at_least() { [ "$(event_readers)" -ge "$1" ]; }

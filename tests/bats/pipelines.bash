@@ -76,3 +76,41 @@ pipeline_head_one() {
   done
   cq-purge -Q "$queue" -f >/dev/null
 }
+
+# send_mix: two adds and one fail on the celery queue.
+send_mix() {
+  send_tasks "$BROKER" celery tests.app.add '[2, 2]' 2 >/dev/null
+  send_tasks "$BROKER" celery tests.app.fail '["mix"]' >/dev/null
+}
+
+# Pipeline 1: cev-dump --limit N | cev-cam --once counts the tasks that ran
+# (N = 3 worker task events for each of the three tasks).
+pipeline_dump_to_camera() {
+  local readers; readers="$(event_readers)"
+  cev-dump --hostname "$WORKER" --type 'task-*' --limit 9 -t 30 | cev-cam --once > "$BATS_TEST_TMPDIR/snap" &
+  wait_until 20 event_readers_at_least $((readers + 1))
+  send_mix
+  wait
+  run jq -c '[.tasks.count, .tasks.by_name, .tasks.by_worker]' "$BATS_TEST_TMPDIR/snap"
+  assert_output "[3,{\"tests.app.add\":{\"SUCCESS\":2},\"tests.app.fail\":{\"FAILURE\":1}},{\"$WORKER\":{\"SUCCESS\":2,\"FAILURE\":1}}]"
+}
+
+# Pipeline 6: cev-dump --duration 5 > saved.ndjson next to a live cev-cam;
+# replaying the file gives the live camera's last snapshot, in every part that
+# does not depend on the wall clock (task counts by state, name and worker,
+# runtime and wait counts, the workers).
+pipeline_replay_equals_live() {
+  local readers; readers="$(event_readers)"
+  cev-dump --duration 5 > "$BATS_TEST_TMPDIR/saved.ndjson" &
+  cev-cam --live --duration 5 --once > "$BATS_TEST_TMPDIR/live" &
+  wait_until 20 event_readers_at_least $((readers + 2))
+  send_mix
+  wait
+  cev-cam --once < "$BATS_TEST_TMPDIR/saved.ndjson" > "$BATS_TEST_TMPDIR/replay"
+  local agreed='[(.tasks | del(.runtime)), (.wait | map_values(.count)), (.tasks.runtime | map_values(.count)), [.workers[].hostname]]'
+  run jq -c "$agreed" "$BATS_TEST_TMPDIR/live"
+  local live="$output"
+  assert_output --partial '"tests.app.fail":{"FAILURE":1}'
+  run jq -c "$agreed" "$BATS_TEST_TMPDIR/replay"
+  assert_output "$live"
+}

@@ -22,20 +22,8 @@ setup() {
   export BROKER="$REDIS_URL" CELOPS_BROKER_URL="$REDIS_URL"
 }
 
-# send_mix: two adds and one fail on the celery queue.
-send_mix() {
-  send_tasks "$BROKER" celery tests.app.add '[2, 2]' 2 >/dev/null
-  send_tasks "$BROKER" celery tests.app.fail '["mix"]' >/dev/null
-}
-
 @test "pipeline 1: cev-dump --limit N | cev-cam --once counts the tasks that ran" {
-  local subscribers; subscribers="$(redis_subscribers)"
-  cev-dump --hostname "$WORKER" --type 'task-*' --limit 9 -t 30 | cev-cam --once > "$BATS_TEST_TMPDIR/snap" &
-  wait_until 10 redis_subscribers_at_least $((subscribers + 1))
-  send_mix
-  wait
-  run jq -c '[.tasks.count, .tasks.by_name, .tasks.by_worker]' "$BATS_TEST_TMPDIR/snap"
-  assert_output "[3,{\"tests.app.add\":{\"SUCCESS\":2},\"tests.app.fail\":{\"FAILURE\":1}},{\"$WORKER\":{\"SUCCESS\":2,\"FAILURE\":1}}]"
+  pipeline_dump_to_camera
 }
 
 @test "pipeline 2: cev-dump --type task-failed | jq -r .exception" {
@@ -43,19 +31,7 @@ send_mix() {
 }
 
 @test "pipeline 6: cev-cam --once < saved.ndjson equals the live camera's last snapshot" {
-  local subscribers; subscribers="$(redis_subscribers)"
-  cev-dump --duration 5 > "$BATS_TEST_TMPDIR/saved.ndjson" &
-  cev-cam --live --duration 5 --once > "$BATS_TEST_TMPDIR/live" &
-  wait_until 10 redis_subscribers_at_least $((subscribers + 2))
-  send_mix
-  wait
-  cev-cam --once < "$BATS_TEST_TMPDIR/saved.ndjson" > "$BATS_TEST_TMPDIR/replay"
-  local agreed='[(.tasks | del(.runtime)), (.wait | map_values(.count)), (.tasks.runtime | map_values(.count)), [.workers[].hostname]]'
-  run jq -c "$agreed" "$BATS_TEST_TMPDIR/live"
-  local live="$output"
-  assert_output --partial '"tests.app.fail":{"FAILURE":1}'
-  run jq -c "$agreed" "$BATS_TEST_TMPDIR/replay"
-  assert_output "$live"
+  pipeline_replay_equals_live
 }
 
 @test "pipeline 3: cq-peek QUEUE | jq select sleep | cctl revoke -: the worker skips them" {
