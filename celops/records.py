@@ -57,8 +57,11 @@ RECORDS = {
             "id": "str: with --each, the same as uuid (the request's own name for it)",
             "time_start": "float or null: with --each, epoch seconds when the task started (active)",
             "eta": "str: with --each, scheduled items: ISO 8601 as the worker sent it (not epoch seconds)",
-            "...": "with --each, the other fields of a task request at top level: args, kwargs, "
-                   "worker_pid, delivery_info, acknowledged; priority for scheduled",
+            "args, kwargs": "list, object: with --each, the task's arguments (task items)",
+            "worker_pid": "int or null: with --each, the pool process running it (active)",
+            "acknowledged": "bool: with --each, whether the message was acknowledged",
+            "delivery_info": "object: with --each, exchange, routing_key, priority, redelivered",
+            "priority": "int: with --each, scheduled items: the timer entry's priority",
             "received": "float: epoch seconds when cctl received the reply",
         },
     },

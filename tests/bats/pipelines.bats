@@ -104,3 +104,26 @@ assert_numbered_errors() {
   local n
   for n in 2 3 4; do [[ "$stderr" == *"$1: <stdin>:$n: "* ]] || { echo "no line $n in: $stderr"; return 1; }; done
 }
+
+@test "every record the commands write is in the vocabulary of celops/records.py" {
+  local saved="$BATS_TEST_TMPDIR/saved.ndjson" out="$BATS_TEST_TMPDIR/all.ndjson"
+  send_tasks "$BROKER" vocabulary tests.app.add '[1, 1]' 2 >/dev/null
+  local readers; readers="$(event_readers)"
+  cev-dump --hostname "$WORKER" --type 'task-*' --limit 3 -t 30 > "$saved" &
+  wait_until 20 event_readers_at_least $((readers + 1))
+  send_tasks "$BROKER" celery tests.app.add '[3, 3]' >/dev/null
+  wait
+  local ids; ids="$(send_tasks "$BROKER" celery tests.app.sleep '[30]' 1)"
+  wait_until 30 active_sleepers 1
+  {
+    cq-ls; cq-len; cq-len --watch 1 vocabulary | head -1; cq-peek vocabulary; cq-purge -Q vocabulary --dry-run
+    cctl ping; cctl stats; cctl active --each; cctl registered --each; cctl revoke "$ids"; cctl revoked --each
+    cev-cam --once --tasks "$saved"
+    printf '%s\n' '{"type":"celops-gap","reason":"test","since":1.0,"until":2.0,"dropped":null}'
+  } > "$out"
+  cctl terminate SIGKILL "$ids" >/dev/null
+  run support check-records < "$out"
+  assert_success
+  for type in queue message reply snapshot task; do grep -q "\"type\":\"$type\"" "$out" || { echo "no $type record"; return 1; }; done
+  cq-purge -Q vocabulary -f >/dev/null
+}
