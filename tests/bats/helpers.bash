@@ -45,6 +45,13 @@ stop_worker() {
   kill -KILL -- "-$WORKER_PID" 2>/dev/null || true
 }
 
+# redis_worker_up / redis_worker_down: setup_file and teardown_file of a file whose
+# tests share one worker on a private Redis; redis_worker_env (setup) points the
+# commands and send_tasks at it.
+redis_worker_up() { start_redis; start_worker "$REDIS_URL"; }
+redis_worker_down() { kill -CONT -- "-$WORKER_PID" 2>/dev/null || true; stop_worker; stop_redis; }
+redis_worker_env() { export BROKER="$REDIS_URL" CELOPS_BROKER_URL="$REDIS_URL"; }
+
 # send_tasks BROKER_URL QUEUE TASK ARGS_JSON [COUNT]: publish tests.app task messages; prints their ids.
 send_tasks() { support send "$@"; }
 

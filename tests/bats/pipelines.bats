@@ -4,23 +4,9 @@
 # on RabbitMQ). Tests share one worker; the event ones come first so that no
 # earlier test's tasks are still sending events.
 
-setup_file() {
-  load helpers
-  start_redis
-  start_worker "$REDIS_URL"
-}
-
-teardown_file() {
-  load helpers
-  stop_worker
-  stop_redis
-}
-
-setup() {
-  load helpers
-  load pipelines
-  export BROKER="$REDIS_URL" CELOPS_BROKER_URL="$REDIS_URL"
-}
+setup_file() { load helpers; redis_worker_up; }
+teardown_file() { load helpers; redis_worker_down; }
+setup() { load helpers; load pipelines; redis_worker_env; }
 
 @test "pipeline 1: cev-dump --limit N | cev-cam --once counts the tasks that ran" {
   pipeline_dump_to_camera

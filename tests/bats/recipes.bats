@@ -3,23 +3,9 @@
 # worker on a private Redis. Where a recipe runs forever or from cron, the
 # test runs the same pipeline with a stop (--limit) or a small threshold.
 
-setup_file() {
-  load helpers
-  start_redis
-  start_worker "$REDIS_URL"
-}
-
-teardown_file() {
-  load helpers
-  kill -CONT -- "-$WORKER_PID" 2>/dev/null || true
-  stop_worker
-  stop_redis
-}
-
-setup() {
-  load helpers
-  export BROKER="$REDIS_URL" CELOPS_BROKER_URL="$REDIS_URL"
-}
+setup_file() { load helpers; redis_worker_up; }
+teardown_file() { load helpers; redis_worker_down; }
+setup() { load helpers; redis_worker_env; }
 
 @test "recipe: watching failures live" {
   ( while :; do send_tasks "$BROKER" celery tests.app.fail '["card declined"]' >/dev/null; sleep 0.5; done ) &
