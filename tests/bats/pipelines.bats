@@ -94,6 +94,7 @@ assert_numbered_errors() {
 @test "every record the commands write is in the vocabulary of celops/records.py" {
   local saved="$BATS_TEST_TMPDIR/saved.ndjson" out="$BATS_TEST_TMPDIR/all.ndjson"
   send_tasks "$BROKER" vocabulary tests.app.add '[1, 1]' 2 >/dev/null
+  redis-cli -p "$REDIS_PORT" lpush vocabulary 'not a kombu message' >/dev/null  # cq-peek: an error record
   local readers; readers="$(event_readers)"
   cev-dump --hostname "$WORKER" --type 'task-*' --limit 3 -t 30 > "$saved" &
   wait_until 20 event_readers_at_least $((readers + 1))
@@ -110,6 +111,6 @@ assert_numbered_errors() {
   cctl terminate SIGKILL "$ids" >/dev/null
   run support check-records < "$out"
   assert_success
-  for type in queue message reply snapshot task; do grep -q "\"type\":\"$type\"" "$out" || { echo "no $type record"; return 1; }; done
+  for type in queue message error reply snapshot task; do grep -q "\"type\":\"$type\"" "$out" || { echo "no $type record"; return 1; }; done
   cq-purge -Q vocabulary -f >/dev/null
 }
