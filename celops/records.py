@@ -1,13 +1,16 @@
 """The record vocabulary every command shares, declared once.
 
 README.md's vocabulary table and ``man 7 celops`` are generated from this.
-Times are epoch seconds as floats everywhere; a task id is ``uuid`` and a
-worker is ``hostname`` in every record that carries one.
+Times celops itself measures or computes are epoch seconds as floats; times a
+worker or client sent are passed through as sent (a message's, an event's and
+a scheduled item's ``eta``/``expires`` are ISO 8601 strings). A task id is
+``uuid`` and a worker is ``hostname`` in every record that carries one.
+Fields a record has no value for are absent or null, as each entry says.
 """
 
 RECORDS = {
     "event": {
-        "produced_by": "cev-dump", "consumed_by": "cev-cam",
+        "produced_by": "cev-dump", "consumed_by": "cev-cam, jq",
         "summary": "One Celery event, with every field the worker sent (task.multi batches come out one "
                    "event per record, in order). `type` is the event type (task-received, worker-heartbeat...).",
         "fields": {
@@ -18,12 +21,17 @@ RECORDS = {
             "clock": "int: the sender's Lamport clock",
             "uuid": "str: task id (task events)",
             "name": "str: task name (task-received/task-sent; cev-dump fills it in for later events)",
-            "...": "all other fields as sent: args, kwargs, result, runtime, exception, traceback, "
-                   "freq, active, processed, loadavg, sw_ident, sw_ver, sw_sys",
+            "args, kwargs, result": "str: Python reprs, as the worker sent them (e.g. \"(2, 2)\", \"4\")",
+            "eta, expires": "str or null: ISO 8601 as sent (task-sent, task-received; not epoch seconds)",
+            "runtime": "float: seconds (task-succeeded)",
+            "exception, traceback": "str (task-failed, task-retried)",
+            "utcoffset": "float: the sender's UTC offset in hours", "pid": "int: the sender's process id",
+            "...": "all other fields as sent: root_id, parent_id, retries, queue, routing_key (task-sent), "
+                   "freq (s), active, processed, loadavg, sw_ident, sw_ver, sw_sys (worker events)",
         },
     },
     "celops-gap": {
-        "produced_by": "cev-dump", "consumed_by": "cev-cam",
+        "produced_by": "cev-dump", "consumed_by": "cev-cam (counted as gaps), jq",
         "summary": "Events were (or may have been) lost: a broker disconnect, restart or backlog overflow.",
         "fields": {
             "type": "\"celops-gap\"",
@@ -46,13 +54,19 @@ RECORDS = {
             "reply": "any: the worker's answer (absent with --each)",
             "uuid": "str: with --each, the task id of an active, reserved, scheduled or revoked item",
             "name": "str: with --each, the task name (active, reserved, scheduled, registered items)",
-            "...": "with --each, the other fields of a task request at top level: id, args, kwargs, "
-                   "time_start, worker_pid, delivery_info, acknowledged; eta and priority for scheduled",
+            "id": "str: with --each, the same as uuid (the request's own name for it)",
+            "time_start": "float or null: with --each, epoch seconds when the task started (active)",
+            "eta": "str: with --each, scheduled items: ISO 8601 as the worker sent it (not epoch seconds)",
+            "args, kwargs": "list, object: with --each, the task's arguments (task items)",
+            "worker_pid": "int or null: with --each, the pool process running it (active)",
+            "acknowledged": "bool: with --each, whether the message was acknowledged",
+            "delivery_info": "object: with --each, exchange, routing_key, priority, redelivered",
+            "priority": "int: with --each, scheduled items: the timer entry's priority",
             "received": "float: epoch seconds when cctl received the reply",
         },
     },
     "queue": {
-        "produced_by": "cq-ls, cq-len, cq-purge", "consumed_by": "cq-len (-)",
+        "produced_by": "cq-ls, cq-len, cq-purge", "consumed_by": "cq-len - (queue), jq",
         "summary": "One queue: its name and, depending on the command, its counts.",
         "fields": {
             "type": "\"queue\"",
@@ -75,7 +89,7 @@ RECORDS = {
         },
     },
     "message": {
-        "produced_by": "cq-peek", "consumed_by": "cctl revoke - (uuid)",
+        "produced_by": "cq-peek", "consumed_by": "cctl revoke/terminate/query_task - (uuid), jq",
         "summary": "One queued task message, decoded without being consumed (pickle is never unpickled).",
         "fields": {
             "type": "\"message\"",
@@ -114,22 +128,23 @@ RECORDS = {
         },
     },
     "task": {
-        "produced_by": "cev-cam --tasks", "consumed_by": "cctl revoke - (uuid)",
-        "summary": "One task's merged state as of a snapshot (written when it changed since the last one).",
+        "produced_by": "cev-cam --tasks", "consumed_by": "cctl revoke/terminate/query_task - (uuid), jq",
+        "summary": "One task's merged state as of a snapshot (written when it changed since the last one). "
+                   "Fields come as their events are seen: a task only sent has no hostname or timestamp yet.",
         "fields": {
             "type": "\"task\"", "uuid": "str: task id", "name": "str: task name",
             "state": "str: PENDING, RECEIVED, STARTED, SUCCESS, FAILURE, RETRY, REVOKED, REJECTED",
             "hostname": "str: the worker",
             "timestamp": "float: epoch seconds of the event that set the state",
             "clock": "int: that event's Lamport clock",
-            "received, started, succeeded, failed, retried, revoked, rejected, sent":
+            "sent, received, started, succeeded, failed, retried, revoked, rejected":
                 "float: epoch seconds of each event seen",
             "runtime": "float: seconds (task-succeeded)", "wait": "float: seconds, received -> started",
             "retries": "int", "exception": "str (task-failed)",
         },
     },
     "error": {
-        "produced_by": "cev-dump, cq-peek", "consumed_by": "jq",
+        "produced_by": "cev-dump, cq-peek", "consumed_by": "cev-cam (counted as errors), jq",
         "summary": "Something in the stream could not be decoded; the stream goes on.",
         "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes",
                    "queue": "str: the queue it was in (cq-peek)",

@@ -166,6 +166,31 @@ class Worker:
         self.kill(signal.SIGKILL)  # stray pool children, if any
 
 
+def send_tasks(broker_url, queue, task, args, count=1):
+    """Send ``count`` messages of tests.app task ``task`` with ``args`` to ``queue``; return their ids."""
+    from celery import Celery
+
+    app = Celery("celops-test-send", broker=broker_url, set_as_current=False)
+    app.conf.task_send_sent_event = True
+    try:
+        return [app.send_task(task, args, queue=queue).id for _ in range(count)]
+    finally:
+        app.close()
+
+
+def undocumented_fields(record):
+    """The top-level fields of ``record`` that celops/records.py does not list for its type."""
+    from celops.records import RECORDS
+
+    kind = "event" if record.get("type", "").startswith(("task-", "worker-")) else record.get("type")
+    if kind not in RECORDS:
+        return [f"type {kind!r}"]
+    documented = {name for key in RECORDS[kind]["fields"] for name in key.split(", ")}
+    if "..." in documented:  # events carry whatever the worker sent
+        return []
+    return sorted(set(record) - documented)
+
+
 def _cli(argv):
     """Shell access for bats: start/stop brokers and workers, printing what to export."""
     command, *rest = argv
@@ -181,6 +206,15 @@ def _cli(argv):
         broker_url, logdir, *queues = rest
         worker = Worker(broker_url, logdir=logdir, queues=queues or None).start()
         print(f"{worker.hostname} {worker.process.pid}")
+    elif command == "send":
+        broker_url, queue, task, args_json, *count = rest
+        for task_id in send_tasks(broker_url, queue, task, json.loads(args_json), int(count[0]) if count else 1):
+            print(task_id)
+    elif command == "check-records":
+        undocumented = {f"{record.get('type')}: {field}" for line in sys.stdin if line.strip()
+                        for record in [json.loads(line)] for field in undocumented_fields(record)}
+        if undocumented:
+            raise SystemExit("not in celops/records.py: " + ", ".join(sorted(undocumented)))
     else:
         raise SystemExit(f"unknown command {command}")
 

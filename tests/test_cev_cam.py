@@ -157,15 +157,17 @@ def test_prom_textfile_parses_with_prometheus_client(tmp_path):
 
 def test_sqlite_sink_holds_rows_and_prunes(tmp_path):
     database = tmp_path / "cam.db"
-    events = lifecycle("a1") + lifecycle("b2", start=T0 + 1)[:2]
+    sent_only = {"type": "task-sent", "uuid": "c3", "name": "proj.add", "hostname": "client@h",
+                 "timestamp": T0, "clock": 0, "local_received": T0}  # no worker got it: no task timestamp
+    events = lifecycle("a1") + lifecycle("b2", start=T0 + 1)[:2] + [sent_only]
     args = ["--once", "--sink", "sqlite", "--database", str(database)]
     assert run_command(cev_cam.main, args, ndjson(events)).status == 0
     assert run_command(cev_cam.main, args, ndjson(lifecycle("b2", start=T0 + 1)[2:])).status == 0
     db = sqlite3.connect(database)
-    assert db.execute("SELECT uuid, state FROM tasks ORDER BY uuid").fetchall() == [("a1", "SUCCESS"),
-                                                                                   ("b2", "SUCCESS")]
+    assert db.execute("SELECT uuid, state FROM tasks ORDER BY uuid").fetchall() == [
+        ("a1", "SUCCESS"), ("b2", "SUCCESS"), ("c3", "PENDING")]
     (count, record), _ = db.execute("SELECT event_count, record FROM snapshots ORDER BY id").fetchall()
-    assert count == 5 and orjson.loads(record)["tasks"]["by_state"] == {"SUCCESS": 1, "STARTED": 1}
+    assert count == 6 and orjson.loads(record)["tasks"]["by_state"] == {"SUCCESS": 1, "STARTED": 1, "PENDING": 1}
     db.close()
     assert run_command(cev_cam.main, args + ["--retain", "1"], b"").status == 0  # rows from 2023: pruned
     db = sqlite3.connect(database)

@@ -2,6 +2,7 @@
 
 import argparse
 import datetime
+import io
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from celops.commands import COMMANDS
 from celops.core import cli
 from celops.core.broker import Broker, resolve
-from celops.core.ndjson import MAX_LINE_BYTES, dumps
+from celops.core.ndjson import MAX_LINE_BYTES, Reader, dumps
 from celops.core.redact import redact, redact_url
 from tests.conftest import run_bin, run_command
 from tests.support import ROOT
@@ -274,3 +275,13 @@ def test_fanout_topic_follows_kombu():
     options = {"fanout_prefix": "{db}:fan.", "global_keyprefix": "p:"}
     assert Broker("redis://h/3", "x", transport_options=options).fanout_topic("celeryev") == "p:3:fan.celeryev"
     assert Broker("redis://h/3", "x", transport_options={"fanout_prefix": False}).fanout_topic("x") == "x"
+
+
+def test_reader_values_plain_lines_records_and_json_strings():
+    reports = []
+    stdin = io.BytesIO(b'plain-id\n{"uuid": "from-record"}\n"from-jq-without-r"\n[1, 2]\n\xff\xfe\n{"other": 1}\n')
+    reader = Reader(["-"], stdin, reports.append)
+    assert list(reader.values(["uuid"])) == ["plain-id", "from-record", "from-jq-without-r"]
+    assert reports == ["<stdin>:4: not a JSON object but list", "<stdin>:5: not UTF-8 text",
+                       "<stdin>:6: no uuid field"]
+    assert reader.bad_lines == 3

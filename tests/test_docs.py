@@ -54,3 +54,12 @@ def test_vocabulary_man_page_renders():
     rendered = subprocess.run(["man", "-l", os.path.join(ROOT, "man", "celops.7")], capture_output=True, text=True,
                               env=dict(os.environ, MANPAGER="cat", PAGER="cat"))
     assert rendered.returncode == 0 and "celops-gap" in rendered.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_man_page_examples_keep_their_lines(command):
+    """EXAMPLES are one command a line (no-fill), not run together into one paragraph."""
+    with open(os.path.join(ROOT, "man", f"{command}.1")) as page:
+        lines = page.read().splitlines()
+    if ".SH EXAMPLES" in lines:
+        assert lines[lines.index(".SH EXAMPLES") + 1] == ".nf"

@@ -96,13 +96,13 @@ def build_parser():
                                 "leaves a readable database."))
     parser.man_sections.append(("PROMETHEUS METRICS", sinks.PROM_MAPPING))
     parser.man_sections.append(("EXAMPLES", "\n".join([
-        "cev-dump | cev-cam --frequency 5",
-        "cev-cam --once < saved.ndjson | jq .tasks.by_state",
-        "cev-cam --live --duration 60 --once --sink prom --textfile /var/lib/node_exporter/celery.prom",
-        "cev-cam --live --sink sqlite --database celery.db --retain 7 --detach --pidfile cam.pid "
+        "  cev-dump | cev-cam --frequency 5",
+        "  cev-cam --once < saved.ndjson | jq .tasks.by_state",
+        "  cev-cam --live --duration 60 --once --sink prom --textfile /var/lib/node_exporter/celery.prom",
+        "  cev-cam --live --sink sqlite --database celery.db --retain 7 --detach --pidfile cam.pid "
         "--logfile cam.log",
-        "cev-cam --once --tasks < saved.ndjson | jq -c 'select(.state==\"STARTED\")' | cctl revoke -",
-        "cev-cam --live --camera myapp.DumpCam --frequency 2",
+        "  cev-cam --once --tasks < saved.ndjson | jq -c 'select(.state==\"STARTED\")' | cctl revoke -",
+        "  cev-cam --live --camera myapp.DumpCam --frequency 2",
     ])))
     return parser
 

@@ -48,9 +48,9 @@ def build_parser():
                     "celops-gap: {\"type\": \"celops-gap\", \"reason\", \"since\", \"until\", \"dropped\"}. "
                     "error: {\"type\": \"error\", \"error\", \"size\", \"local_received\"} for an undecodable message. "
                     "Filters apply to events; gap and error records always pass."),
-        ("EXAMPLES", "cev-dump --type task-failed | jq -r .exception\n"
-                     "cev-dump --task 'proj.billing.*' --duration 60 > billing.ndjson\n"
-                     "cev-dump --queue celops-audit --timeout 5 >> events.ndjson   # RabbitMQ, from cron"),
+        ("EXAMPLES", "  cev-dump --type task-failed | jq -r .exception\n"
+                     "  cev-dump --task 'proj.billing.*' --duration 60 > billing.ndjson\n"
+                     "  cev-dump --queue celops-audit --timeout 5 >> events.ndjson   # RabbitMQ, from cron"),
         ("CAVEATS", "On RabbitMQ without --queue, celery's 5 s message TTL drops events the broker holds for a "
                     "stalled reader; no gap record can say so. Use --queue, or --ttl."),
     ]

@@ -129,11 +129,27 @@ class Reader:
 
         This is how ids and queue names are piped in: ``a1b2``, or
         ``{"uuid": "a1b2", ...}``. Dotted fields (``request.id``) look inside.
+        A JSON string (``jq .uuid`` without ``-r``) counts as its text; other
+        JSON that is not an object, and bytes that are not UTF-8, are bad lines
+        rather than names nobody has.
         """
         for source, number, line in self.lines():
             text = line.strip()
-            if not text.startswith(b"{"):
-                yield text.decode("utf-8", "replace")
+            if not text.startswith((b"{", b"[", b'"')):
+                try:
+                    value = text.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.bad(source, number, "not UTF-8 text")
+                    continue
+                yield value
+                continue
+            if text.startswith(b'"'):
+                try:
+                    value = orjson.loads(text)
+                except orjson.JSONDecodeError as exc:
+                    self.bad(source, number, f"not JSON: {exc}")
+                    continue
+                yield value
                 continue
             record = self._parse(source, number, line)
             if record is None:

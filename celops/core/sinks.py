@@ -114,14 +114,19 @@ class SqliteSink:
                 [row + (snapshot_id,) for row in rows])
 
     def cleanup(self, now):
-        """``--retain DAYS``: drop snapshots and tasks older than that."""
+        """``--retain DAYS``: drop snapshots and tasks older than that.
+
+        A task no worker reported on (only sent) has no timestamp of its own:
+        the snapshot that last wrote it dates it.
+        """
         if self.retain_days is None:
             return
         cutoff = now - self.retain_days * 86400
         with self.db:
             self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM tasks WHERE coalesce(timestamp, (SELECT timestamp FROM snapshots "
+                            "WHERE snapshots.id = tasks.snapshot_id)) < ?", (cutoff,))
             self.db.execute("DELETE FROM snapshots WHERE timestamp < ?", (cutoff,))
-            self.db.execute("DELETE FROM tasks WHERE timestamp < ?", (cutoff,))
 
     def close(self):
         self.db.close()

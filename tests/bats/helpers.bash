@@ -44,3 +44,36 @@ stop_worker() {
   for _ in $(seq 1 150); do kill -0 "$WORKER_PID" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL -- "-$WORKER_PID" 2>/dev/null || true
 }
+
+# redis_worker_up / redis_worker_down: setup_file and teardown_file of a file whose
+# tests share one worker on a private Redis; redis_worker_env (setup) points the
+# commands and send_tasks at it.
+redis_worker_up() { start_redis; start_worker "$REDIS_URL"; }
+redis_worker_down() { kill -CONT -- "-$WORKER_PID" 2>/dev/null || true; stop_worker; stop_redis; }
+redis_worker_env() { export BROKER="$REDIS_URL" CELOPS_BROKER_URL="$REDIS_URL"; }
+
+# send_tasks BROKER_URL QUEUE TASK ARGS_JSON [COUNT]: publish tests.app task messages; prints their ids.
+send_tasks() { support send "$@"; }
+
+# wait_until SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds; fail after SECONDS.
+wait_until() {
+  local deadline=$((SECONDS + $1))
+  until "${@:2}"; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "timed out waiting for: ${*:2}" >&2; return 1; }
+    sleep 0.1
+  done
+}
+
+# event_readers: how many event readers listen on $BROKER: Redis clients with
+# pattern subscriptions besides the worker's pidbox, or celeryev.* queues of the
+# RabbitMQ vhost (management API).
+event_readers() {
+  case "$BROKER" in
+    redis://*) echo $(($(redis-cli -p "$REDIS_PORT" client list | grep -c ' psub=[1-9]') - 1)) ;;
+    *) curl -sf -u guest:guest "http://127.0.0.1:15672/api/queues/$AMQP_VHOST?columns=name" |
+         jq '[.[] | select(.name | startswith("celeryev."))] | length' ;;
+  esac
+}
+
+# event_readers_at_least N: wait_until's condition for N listening event readers.
+event_readers_at_least() { [ "$(event_readers)" -ge "$1" ]; }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bats
+# README's recipes, one test each, named after the recipe, against a real
+# worker on a private Redis. Where a recipe runs forever or from cron, the
+# test runs the same pipeline with a stop (--limit) or a small threshold.
+
+setup_file() { load helpers; redis_worker_up; }
+teardown_file() { load helpers; redis_worker_down; }
+setup() { load helpers; redis_worker_env; }
+
+@test "recipe: watching failures live" {
+  ( while :; do send_tasks "$BROKER" celery tests.app.fail '["card declined"]' >/dev/null; sleep 0.5; done ) &
+  local sender=$!
+  run --separate-stderr bash -c "set -o pipefail; cev-dump --type task-failed --limit 1 -t 30 | jq -r '[.hostname, .name, .uuid, .exception] | @tsv'"
+  kill "$sender"; wait "$sender" 2>/dev/null || true
+  assert_success
+  assert_output --regexp "^$WORKER	tests\.app\.fail	[0-9a-f-]{36}	ValueError\('card declined'\)$"
+}
+
+@test "recipe: alerting from cron on a queue length" {
+  send_tasks "$BROKER" video tests.app.add '[1, 1]' 4 >/dev/null
+  run --separate-stderr bash -c "cq-len --max 3 video > /dev/null || echo 'video is backing up' >&2"
+  assert_success
+  assert_equal "$stderr" "cq-len: queue 'video' holds more than 3 messages"$'\n'"video is backing up"
+  run --separate-stderr bash -c "cq-len --max 100 video > /dev/null || echo 'video is backing up' >&2"
+  assert_success
+  [ -z "$stderr" ]
+  cq-purge -Q video -f >/dev/null
+}
+
+@test "recipe: a node_exporter textfile" {
+  send_tasks "$BROKER" video tests.app.add '[1, 1]' 2 >/dev/null
+  local prom="$BATS_TEST_TMPDIR/celery_queues.prom"
+  run --separate-stderr cq-len --textfile "$prom"
+  assert_success
+  assert_output ""
+  grep -qx 'celery_queue_length{queue="video"} 2.0' "$prom"
+  grep -qx '# TYPE celery_queue_length gauge' "$prom"
+  cq-purge -Q video -f >/dev/null
+}
+
+@test "recipe: revoking all queued tasks of one type" {
+  local sleepers; sleepers="$(send_tasks "$BROKER" video tests.app.sleep '[60]' 2)"
+  local adder; adder="$(send_tasks "$BROKER" video tests.app.add '[1, 1]')"
+  run --separate-stderr bash -c "cq-peek video -n 0 | jq -c 'select(.task==\"tests.app.sleep\")' | cctl revoke -"
+  assert_success
+  assert_output --regexp '^\{"type":"reply","command":"revoke",.*flagged as revoked"'
+  run cctl revoked --each
+  local id
+  for id in $sleepers; do assert_output --partial "\"uuid\":\"$id\""; done
+  refute_output --partial "$adder"
+  cq-purge -Q video -f >/dev/null
+}
+
+@test "recipe: a nightly SQLite history with retention" {
+  local events="$BATS_TEST_TMPDIR/events-today.ndjson" db="$BATS_TEST_TMPDIR/history.db"
+  local readers; readers="$(event_readers)"
+  cev-dump --no-heartbeats --duration 4 > "$events" &
+  wait_until 20 event_readers_at_least $((readers + 1))
+  send_tasks "$BROKER" celery tests.app.add '[1, 2]' 3 >/dev/null
+  send_tasks "$BROKER" celery tests.app.fail '["nightly"]' >/dev/null
+  wait
+  # last night's run left a snapshot that is now 40 days old
+  : > "$BATS_TEST_TMPDIR/no-events.ndjson"
+  cev-cam --once --sink sqlite --database "$db" "$BATS_TEST_TMPDIR/no-events.ndjson"
+  sqlite3 "$db" "UPDATE snapshots SET timestamp = timestamp - 40 * 86400"
+
+  run --separate-stderr cev-cam --once --sink sqlite --database "$db" --retain 30 "$events"
+  assert_success
+  assert_output ""
+  run sqlite3 "$db" "SELECT name, state, count(*) FROM tasks GROUP BY name, state ORDER BY name"
+  assert_output $'tests.app.add|SUCCESS|3\ntests.app.fail|FAILURE|1'
+  run sqlite3 "$db" "SELECT count(*) FROM snapshots"
+  assert_output 1
+}
+
+@test "recipe: finding a stuck worker" {
+  cctl ping | jq -r .hostname > "$BATS_TEST_TMPDIR/workers.txt"
+  local sleeper; sleeper="$(send_tasks "$BROKER" celery tests.app.sleep '[30]')"
+  wait_until 30 bash -c "cctl active --each | jq -r --argjson s 1 'select(now - .time_start > \$s) | [.hostname, .uuid, .name, (now - .time_start | floor)] | @tsv' | grep -q '$sleeper'"
+  cctl revoke --terminate --signal KILL "$sleeper" >/dev/null
+
+  kill -STOP -- "-$WORKER_PID"
+  run --separate-stderr bash -c "cctl ping -d \"\$(paste -sd, '$BATS_TEST_TMPDIR/workers.txt')\" -t 2 | jq -r .hostname | grep -vxFf - '$BATS_TEST_TMPDIR/workers.txt'"
+  kill -CONT -- "-$WORKER_PID"
+  assert_success
+  assert_output "$WORKER"
+}
