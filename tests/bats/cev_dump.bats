@@ -1,17 +1,8 @@
 #!/usr/bin/env bats
 # cev-dump at the shell: pipes, Ctrl-C, an unreachable broker.
 
-setup_file() {
-  load helpers
-  start_redis
-  start_worker "$REDIS_URL"
-}
-
-teardown_file() {
-  load helpers
-  stop_worker
-  stop_redis
-}
+setup_file() { load helpers; redis_worker_up; }
+teardown_file() { load helpers; redis_worker_down; }
 
 setup() { load helpers; }
 
