@@ -8,6 +8,7 @@ import uuid
 
 import orjson
 import pytest
+import redis
 
 from celops.commands.cctl import main
 from celops.core.broadcast import KombuMailbox, open_mailbox
@@ -286,7 +287,7 @@ def test_no_orphaned_reply_keys_after_a_timeout(redis_server, start_worker, uniq
     """A solo worker busy in a task answers after cctl gave up: its reply must not leave a key behind."""
     url = redis_server.url(next(conftest._next_db))
     worker = start_worker(url, queues=[unique], pool="solo", concurrency=1)
-    client = Broker(url, "test").redis(5)
+    client = redis.Redis.from_url(url)
     Cluster("redis", url, worker, unique).send("tests.app.sleep", (4,))
     wait_for(lambda: client.llen(unique) == 0, 20, "the worker taking the task")  # solo: it runs at once
     timed_out = run_command(main, ["-b", url, "stats", "-t", "0.5"])
@@ -302,7 +303,7 @@ def test_kombu_mailbox_on_redis_cleans_up(redis_server, start_worker):
     with KombuMailbox(Broker(url, "test"), 5) as mailbox:
         ticket = mailbox.request("ping", {}, [worker.hostname], expires_in=5)
         assert next(mailbox.replies(time.monotonic() + 10)) == (ticket, worker.hostname, {"ok": "pong"})
-    assert list(Broker(url, "test").redis(5).scan_iter(match="*reply.celery.pidbox*")) == []
+    assert list(redis.Redis.from_url(url).scan_iter(match="*reply.celery.pidbox*")) == []
 
 
 def test_shutdown_with_destination(redis_server, start_worker):
@@ -321,4 +322,4 @@ def test_global_keyprefix_from_the_app(redis_server, start_worker):
     result = run_bin("cctl", "-A", "tests.app", "ping", "-d", worker.hostname, "-t", "10",
                      env={"CELOPS_TEST_BROKER": url, "CELOPS_TEST_TRANSPORT_OPTIONS": json.dumps(options)})
     assert result.status == 0 and result.records[0]["reply"] == {"ok": "pong"}
-    assert list(Broker(url, "test").redis(5).scan_iter(match="*reply.celery.pidbox*")) == []
+    assert list(redis.Redis.from_url(url).scan_iter(match="*reply.celery.pidbox*")) == []

@@ -105,20 +105,6 @@ class Broker:
 
     # Connections ------------------------------------------------------------
 
-    def redis(self, timeout=DEFAULT_TIMEOUT):
-        """A pinged redis-py client (hiredis parser when installed); raises BrokerUnavailable."""
-        if self.transport != "redis":
-            raise UsageError(f"this needs a Redis broker, not {self.redacted_url}")
-        import redis
-
-        def connect():
-            client = redis.Redis.from_url(self.url, socket_connect_timeout=timeout,
-                                          socket_timeout=max(timeout, 1.0), db=self.db)
-            client.ping()
-            return client
-
-        return within(timeout, connect, self.url)
-
     def kombu(self, timeout=DEFAULT_TIMEOUT):
         """A connected kombu Connection for either transport; raises BrokerUnavailable."""
         import kombu
