@@ -13,7 +13,6 @@ sent in batches, one broadcast per --batch-size ids.
 """
 
 import re
-import sys
 import time
 from collections import namedtuple
 
@@ -368,7 +367,3 @@ def summarize(ctx, request, replied):
 
 def main(argv=None, io=None):
     return cli.execute(build_parser, run, argv, io)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -399,7 +399,3 @@ def detach(pidfile, logfile):
 
 def main(argv=None, io=None):
     return cli.execute(build_parser, run, argv, io)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

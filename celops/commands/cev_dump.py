@@ -12,7 +12,6 @@ Workers must send events (celery worker -E, or --enable-events here).
 
 import fnmatch
 import re
-import sys
 import time
 
 from celops.core import cli
@@ -181,7 +180,3 @@ def gap_warning(gap):
 
 def main(argv=None, io=None):
     return cli.execute(build_parser, run, argv, io)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,6 @@ passive queue_declare gives ready messages and consumers only, and the
 record says "source": "amqp".
 """
 
-import sys
 import time
 
 from celops.core import cli
@@ -163,7 +162,3 @@ def _write_prometheus(ctx, records):
 
 def main(argv=None, io=None):
     return cli.execute(build_parser, run, argv, io)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

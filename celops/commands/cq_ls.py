@@ -6,7 +6,6 @@ the broker URL's vhost. celery's internal queues (pidbox mailboxes, reply
 queues, celeryev.* event queues) are hidden unless --all.
 """
 
-import sys
 
 from celops.core import cli
 from celops.core.rabbit import add_management_option
@@ -35,7 +34,3 @@ def cli_queue_names(ctx, broker):
 
 def main(argv=None, io=None):
     return cli.execute(build_parser, run, argv, io)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

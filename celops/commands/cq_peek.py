@@ -15,7 +15,6 @@ first within a list). On RabbitMQ they come from the management API's
 
 import base64
 import bz2
-import sys
 import zlib
 
 from celops.core import cli
@@ -174,7 +173,3 @@ def task_message(queue, headers, priority, content_type, body):
 
 def main(argv=None, io=None):
     return cli.execute(build_parser, run, argv, io)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

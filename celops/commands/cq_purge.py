@@ -12,7 +12,6 @@ that is a usage error, exit 2. --dry-run prints the records a purge would
 print, exactly, and removes nothing.
 """
 
-import sys
 
 from celops.core import cli
 from celops.core.exits import CelopsError, UsageError
@@ -216,7 +215,3 @@ class RabbitPurger:
 
 def main(argv=None, io=None):
     return cli.execute(build_parser, run, argv, io)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -77,3 +77,13 @@ event_readers() {
 
 # event_readers_at_least N: wait_until's condition for N listening event readers.
 event_readers_at_least() { [ "$(event_readers)" -ge "$1" ]; }
+
+# assert_unreachable_broker COMMAND [ARGS...]: against a closed port with a password in the URL,
+# the command exits 69 with one redacted "cannot reach broker" line and no output.
+assert_unreachable_broker() {
+  run --separate-stderr "$1" -b redis://:hunter2@127.0.0.1:1/0 -t 1 "${@:2}"
+  assert_equal "$status" 69
+  assert_output ""
+  [ "$(printf '%s\n' "$stderr" | wc -l)" -eq 1 ]
+  [[ "$stderr" == "$1: error: cannot reach broker redis://:***@127.0.0.1:1/0: "* ]]
+}
