@@ -136,7 +136,7 @@ def cq_len_bench(url, client):
     print(f"{'approach':<48}{'round trips':>12}{'median s':>11}{'vs cq-len':>11}")
     for name, trips, seconds, ratio in rows:
         print(f"{name:<48}{trips:>12}{seconds:>11.5f}{ratio:>10.1f}x")
-    print(f"\ncold start, whole process (median of 10):")
+    print("\ncold start, whole process (median of 10):")
     print(f"  cq-len with 100 named queues:        {cold:.3f} s  "
           f"({process_trips} round trips in all: AUTH/SELECT/PING + 1 pipeline)  floor 0.35 s: "
           f"{'met' if cold <= 0.35 else 'MISSED'}")

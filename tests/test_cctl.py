@@ -9,6 +9,7 @@ import uuid
 import orjson
 import pytest
 import redis
+import requests
 
 from celops.commands.cctl import main
 from celops.core.broadcast import KombuMailbox, open_mailbox
@@ -16,7 +17,7 @@ from celops.core.broker import Broker
 from celops.core.redact import redact
 from tests import conftest
 from tests.conftest import run_bin, run_command
-from tests.support import ROOT, RabbitVhost, Worker, wait_for, worker_env
+from tests.support import RABBIT_API, RABBIT_AUTH, ROOT, RabbitVhost, Worker, wait_for, worker_env
 
 
 class Cluster:
@@ -252,6 +253,38 @@ def test_stale_replies_are_ignored(cluster):
             got.append(item)
             break
     assert got == [(ticket, cluster.worker.hostname, {"ok": "pong"})]
+
+
+def test_a_broadcast_and_its_replies_larger_than_a_frame(cluster):
+    """5000 ids in one broadcast: the request and each reply span several AMQP frames (128 KiB each)."""
+    ids = [str(uuid.uuid4()) for _ in range(5000)]
+    result = cluster.to_worker("revoke", "-", "--batch-size", "5000", stdin="\n".join(ids).encode())
+    reply = only_reply(result)["ok"]
+    assert len(reply) > 131072 and all(task_id in reply for task_id in ids)
+
+
+def test_no_reply_queue_left_on_rabbitmq(cluster):
+    """Our reply queue goes when cctl ends, after replies and after a timeout alike."""
+    if cluster.transport != "amqp":
+        pytest.skip("RabbitMQ's queues")
+    assert cluster.cctl("ping", "-d", cluster.worker.hostname).status == 0
+    assert cluster.cctl("ping", "-d", "nobody@nowhere", "-t", "0.3").status == 1
+    vhost = cluster.url.rsplit("/", 1)[1]
+    queues = requests.get(f"{RABBIT_API}/queues/{vhost}?columns=name", auth=RABBIT_AUTH, timeout=10).json()
+    assert [queue["name"] for queue in queues if queue["name"].endswith(".reply.celery.pidbox")] == []
+
+
+@pytest.mark.parametrize("credentials, path, reason", [
+    ("guest:wrong-pw", "VHOST", "authentication refused"),
+    ("guest:guest", "no-such-vhost", "NOT_ALLOWED"),
+])
+def test_rabbitmq_refusals_are_69_in_one_line(rabbit_vhost, credentials, path, reason):
+    url = f"amqp://{credentials}@127.0.0.1:5672/{path.replace('VHOST', rabbit_vhost.name)}"
+    result = run_bin("cctl", "-b", url, "ping", "-t", "2")
+    assert result.status == 69, result
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("cctl: error: cannot reach broker amqp://guest:***@") and reason in line
+    assert "wrong-pw" not in result.stderr
 
 
 def inject_reply(cluster, mailbox, ticket, body):

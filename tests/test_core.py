@@ -285,3 +285,28 @@ def test_reader_values_plain_lines_records_and_json_strings():
     assert reports == ["<stdin>:4: not a JSON object but list", "<stdin>:5: not UTF-8 text",
                        "<stdin>:6: no uuid field"]
     assert reader.bad_lines == 3
+
+
+# AMQP field tables (amqpwire) ---------------------------------------------------------
+
+def test_amqp_tables_round_trip():
+    from celops.core.amqpwire import parse_table, table
+
+    value = {"ticket": "c0ffee", "clock": 7, "expires": 1795328179.25, "big": 2 ** 40, "neg": -5, "yes": True,
+             "none": None, "nested": {"list": [1, "two", {"three": 3.0}]}, "raw": b"\x00\xff"}
+    encoded = table(value)
+    assert parse_table(encoded) == (value, len(encoded))
+
+
+def test_amqp_table_types_rabbitmq_sends():
+    """RabbitMQ's letters: 's' is a signed 16-bit int, 'l' a signed 64-bit one, 'D' a decimal."""
+    from struct import pack
+
+    from celops.core.amqpwire import parse_table
+
+    items = (b"\x01a" + b"s" + pack(">h", -2) + b"\x01b" + b"l" + pack(">q", -1000)
+             + b"\x01c" + b"D" + pack(">Bi", 2, 314) + b"\x01d" + b"T" + pack(">Q", 1700000000)
+             + b"\x01e" + b"B" + b"\xff" + b"\x01f" + b"u" + pack(">H", 65535))
+    parsed, end = parse_table(pack(">I", len(items)) + items)
+    assert parsed == {"a": -2, "b": -1000, "c": 3.14, "d": 1700000000, "e": 255, "f": 65535}
+    assert end == 4 + len(items)

@@ -13,9 +13,9 @@ queue is removed when the session closes, timeouts included: no orphaned
 
 Start-up time is most of a ``cctl ping``, and importing kombu (and redis-py)
 costs more than the rest of it: so on plain ``redis://`` the session speaks
-the Redis protocol itself, on ``amqp://``/``amqps://`` it uses py-amqp (what
-kombu itself runs on) directly, and every other URL (``rediss://``) goes
-through kombu.
+the Redis protocol itself, on ``amqp://``/``amqps://`` the few AMQP methods
+it needs (``amqpwire``), and every other URL (``rediss://``) goes through
+kombu.
 """
 
 import base64
@@ -89,20 +89,6 @@ class _Session:
         self._publish(self.request_body(command, arguments, destination, ticket), headers)
         self.tickets.add(ticket)
         return ticket
-
-    def _drain(self, remaining):
-        """What the consumer's callback put in ``self._inbox``, waiting up to ``remaining`` s for some.
-
-        For the sessions whose ``connection`` delivers to a callback (py-amqp, kombu).
-        """
-        if not self._inbox:
-            try:
-                self.connection.drain_events(timeout=remaining)
-            except socket.timeout:
-                return []
-        received = self._inbox[:]
-        del self._inbox[:]  # in place: the consumer holds this very list
-        return received
 
     def replies(self, deadline):
         """Yield ``(ticket, hostname, reply)`` for our tickets until ``deadline`` (monotonic) or close."""
@@ -179,52 +165,40 @@ class RedisMailbox(_Session):
 
 
 class AmqpMailbox(_Session):
-    """The session on RabbitMQ through py-amqp, declaring exactly what kombu's Mailbox declares."""
+    """The session on RabbitMQ, declaring exactly what kombu's Mailbox declares (``amqpwire``)."""
 
     def __init__(self, broker, timeout):
         super().__init__()
-        import amqp
-
+        from celops.core.amqpwire import Connection
         from celops.core.broker import within
 
-        self._message = amqp.Message
         secure = broker.url.split(":", 1)[0] == "amqps"
-
-        def connect():
-            connection = amqp.Connection(
-                host=f"{broker.host}:{broker.port or (5671 if secure else 5672)}", ssl=secure,
-                userid=broker.username or "guest", password=broker.password or "guest",
-                virtual_host=broker.vhost, connect_timeout=timeout)
-            connection.connect()
-            return connection
-
-        self.connection = within(timeout, connect, broker.url)
-        channel = self.channel = self.connection.channel()
-        channel.exchange_declare(REPLY_EXCHANGE, "direct", durable=False, auto_delete=False)
-        channel.queue_declare(self.reply_queue, durable=False, auto_delete=True, arguments={
+        self.connection = within(timeout, lambda: Connection.open(
+            broker.host or "localhost", broker.port or (5671 if secure else 5672), broker.username or "guest",
+            broker.password or "guest", broker.vhost, timeout, tls=secure), broker.url)
+        connection = self.connection
+        connection.exchange_declare(REPLY_EXCHANGE, "direct")
+        connection.queue_declare(self.reply_queue, {
             "x-expires": int(REPLY_QUEUE_EXPIRES * 1000), "x-message-ttl": int(REPLY_MESSAGE_TTL * 1000)})
-        channel.queue_bind(self.reply_queue, REPLY_EXCHANGE, routing_key=self.oid)
-        self._inbox = []
-        self.consumer_tag = channel.basic_consume(self.reply_queue, no_ack=True, callback=self._inbox.append)
-        channel.exchange_declare(EXCHANGE, "fanout", durable=False, auto_delete=False)
+        connection.queue_bind(self.reply_queue, REPLY_EXCHANGE, self.oid)
+        self.consumer_tag = connection.consume(self.reply_queue)
+        connection.exchange_declare(EXCHANGE, "fanout")
 
     def _publish(self, body, headers):
         import orjson
 
-        message = self._message(orjson.dumps(body), content_type="application/json", content_encoding="utf-8",
-                                application_headers=headers, delivery_mode=1, priority=0)
-        self.channel.basic_publish(message, exchange=EXCHANGE, routing_key="")
+        self.connection.publish(EXCHANGE, "", orjson.dumps(body), headers, "application/json")
 
     def _receive(self, remaining):
         import json  # see RedisMailbox._receive
 
-        for message in self._drain(remaining):
-            yield (message.headers or {}).get("ticket"), json.loads(message.body)
+        for headers, body in self.connection.drain(remaining):
+            yield headers.get("ticket"), json.loads(body)
 
     def close(self):
         try:
-            self.channel.basic_cancel(self.consumer_tag)
-            self.channel.queue_delete(self.reply_queue)
+            self.connection.cancel(self.consumer_tag)
+            self.connection.queue_delete(self.reply_queue)
         finally:
             self.connection.close()
 
@@ -254,7 +228,15 @@ class KombuMailbox(_Session):
         self.producer.publish(body, headers=headers)
 
     def _receive(self, remaining):
-        return self._drain(remaining)
+        """What the consumer's callback put in ``self._inbox``, waiting up to ``remaining`` s for some."""
+        if not self._inbox:
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                return []
+        received = self._inbox[:]
+        del self._inbox[:]  # in place: the consumer holds this very list
+        return received
 
     def close(self):
         try:

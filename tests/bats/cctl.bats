@@ -4,10 +4,7 @@
 setup_file() { load helpers; redis_worker_up; }
 teardown_file() { load helpers; redis_worker_down; }
 
-setup() {
-  load helpers
-  export CELOPS_BROKER_URL="$REDIS_URL"
-}
+setup() { load helpers; redis_worker_env; }
 
 @test "cctl ping -d: one reply record for the worker, exit 0" {
   run --separate-stderr cctl ping -d "$WORKER"
