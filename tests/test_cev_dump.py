@@ -388,3 +388,17 @@ def test_rabbitmq_connection_closed_by_the_broker_gives_a_gap(amqp_worker, rabbi
     assert "CONNECTION_FORCED" in gap["reason"]
     dump.until(lambda r: heartbeat_of(amqp_worker.hostname)(r) and r["local_received"] > gap["until"])
     assert dump.interrupt() == 130
+
+
+def test_task_names_are_bounded_and_keep_the_recent_ones():
+    from celops.commands.cev_dump import TaskNames
+
+    names = TaskNames(size=4)
+    for number in range(10):
+        names.fill({"type": "task-received", "uuid": f"t{number}", "name": f"task{number}"})
+        assert len(names) <= 4
+    later = [{"type": "task-succeeded", "uuid": f"t{number}"} for number in range(10)]
+    for event in later:
+        names.fill(event)
+    assert [event.get("name") for event in later[-2:]] == ["task8", "task9"]  # at least size / 2 kept
+    assert "name" not in later[0]

@@ -18,7 +18,7 @@ from celops.core import cli
 from celops.core.events import add_source_options
 
 GAP, ERROR = "celops-gap", "error"
-TASK_NAMES_KEPT = 100_000  # uuid -> task name, for --task on events that do not carry the name
+TASK_NAMES_KEPT = 100_000  # at most, uuid -> task name, for --task on events that do not carry the name
 HEARTBEAT = "worker-heartbeat"
 
 
@@ -75,15 +75,21 @@ class Matcher:
         return answer
 
 
-class TaskNames(dict):
+class TaskNames:
     """uuid -> task name from task-received/task-sent, so later events of the task carry ``name`` too.
 
-    Bounded: the oldest entries go first (dicts keep insertion order).
+    Bounded by two generations of ``size / 2``: when the newer one is full the
+    older one goes as a whole. Evicting the oldest key of one big dict instead
+    (``del d[next(iter(d))]``) gets slower with every eviction, as the
+    iterator steps over ever more deleted slots.
     """
 
     def __init__(self, size=TASK_NAMES_KEPT):
-        super().__init__()
-        self.size = size
+        self.generation_size = max(size // 2, 1)
+        self.newer, self.older = {}, {}
+
+    def __len__(self):
+        return len(self.newer) + len(self.older)
 
     def fill(self, event):
         uuid = event.get("uuid")
@@ -91,13 +97,13 @@ class TaskNames(dict):
             return
         name = event.get("name")
         if name is None:
-            name = self.get(uuid)
+            name = self.newer.get(uuid) or self.older.get(uuid)
             if name is not None:
                 event["name"] = name
-        elif uuid not in self:
-            self[uuid] = name
-            if len(self) > self.size:
-                del self[next(iter(self))]
+        elif uuid not in self.newer:
+            self.newer[uuid] = name
+            if len(self.newer) >= self.generation_size:
+                self.older, self.newer = self.newer, {}
 
 
 def event_filter(args):
