@@ -51,7 +51,11 @@ def build_parser():
                      "  cev-dump --task 'proj.billing.*' --duration 60 > billing.ndjson\n"
                      "  cev-dump --queue celops-audit --timeout 5 >> events.ndjson   # RabbitMQ, from cron"),
         ("CAVEATS", "On RabbitMQ without --queue, celery's 5 s message TTL drops events the broker holds for a "
-                    "stalled reader; no gap record can say so. Use --queue, or --ttl."),
+                    "stalled reader; no gap record can say so. Use --queue, or --ttl. "
+                    "With --queue, events are delivered at least once: a message is acknowledged only after all "
+                    "its events were written, so a run that ends inside a task.multi batch (--limit, a kill) "
+                    "writes the first events of that batch again on the next run; deduplicate on hostname, "
+                    "type, timestamp and uuid if that matters."),
     ]
     return parser
 
