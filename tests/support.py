@@ -9,8 +9,10 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -91,6 +93,65 @@ class RabbitVhost:
 
     def delete(self):
         requests.delete(f"{RABBIT_API}/vhosts/{self.name}", auth=RABBIT_AUTH, timeout=10)
+
+
+class TlsProxy:
+    """TLS in front of a plain TCP port on 127.0.0.1 (a broker), with a throwaway certificate.
+
+    The certificate is self-signed for 127.0.0.1 and localhost; ``cert`` is
+    the file to trust (``?ssl_ca_certs=``).
+    """
+
+    def __init__(self, target_port, workdir):
+        self.cert, key = os.path.join(workdir, "proxy-cert.pem"), os.path.join(workdir, "proxy-key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", key, "-out", self.cert], check=True, capture_output=True)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(self.cert, key)
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        try:
+            secure = self.context.wrap_socket(client, server_side=True)
+        except OSError:  # the client refused our certificate
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        threading.Thread(target=_pump, args=(upstream, secure), daemon=True).start()
+        _pump(secure, upstream)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.listener.close()
+
+
+def _pump(source, target):
+    """Copy until either side ends, then close both."""
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        source.close()
+        target.close()
 
 
 def worker_env(broker_url, transport_options=None):

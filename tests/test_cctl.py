@@ -17,7 +17,7 @@ from celops.core.broker import Broker
 from celops.core.redact import redact
 from tests import conftest
 from tests.conftest import run_bin, run_command
-from tests.support import RABBIT_API, RABBIT_AUTH, ROOT, RabbitVhost, Worker, wait_for, worker_env
+from tests.support import RABBIT_API, RABBIT_AUTH, ROOT, RabbitVhost, TlsProxy, Worker, wait_for, worker_env
 
 
 class Cluster:
@@ -272,6 +272,19 @@ def test_no_reply_queue_left_on_rabbitmq(cluster):
     vhost = cluster.url.rsplit("/", 1)[1]
     queues = requests.get(f"{RABBIT_API}/queues/{vhost}?columns=name", auth=RABBIT_AUTH, timeout=10).json()
     assert [queue["name"] for queue in queues if queue["name"].endswith(".reply.celery.pidbox")] == []
+
+
+def test_amqps_and_an_untrusted_certificate(cluster, tmp_path):
+    """amqps:// through a TLS proxy: trusted with ?ssl_ca_certs=, refused (69) without."""
+    if cluster.transport != "amqp":
+        pytest.skip("RabbitMQ over TLS")
+    vhost = cluster.url.rsplit("/", 1)[1]
+    with TlsProxy(5672, str(tmp_path)) as proxy:
+        url = f"amqps://guest:guest@127.0.0.1:{proxy.port}/{vhost}"
+        trusted = run_bin("cctl", "-b", f"{url}?ssl_ca_certs={proxy.cert}", "ping", "-d", cluster.worker.hostname)
+        untrusted = run_bin("cctl", "-b", url, "ping", "-t", "2")
+    assert only_reply(trusted) == {"ok": "pong"}
+    assert untrusted.status == 69 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted
 
 
 @pytest.mark.parametrize("credentials, path, reason", [

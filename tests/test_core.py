@@ -18,7 +18,7 @@ from celops.core.broker import Broker, resolve
 from celops.core.ndjson import MAX_LINE_BYTES, Reader, dumps
 from celops.core.redact import redact, redact_url
 from tests.conftest import run_bin, run_command
-from tests.support import ROOT
+from tests.support import ROOT, TlsProxy
 
 
 # Resolution order ---------------------------------------------------------------
@@ -132,6 +132,16 @@ def test_redis_auth_refused(redis_server):
         result = run_bin("cq-ls", "-b", secured.url.replace("s3cretpw", "wrong"), "-t", "2")
     assert result.status == 69 and "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "wrong" not in result.stderr
+
+
+def test_rediss_through_tls(redis_server, tmp_path):
+    """rediss:// through a TLS proxy: trusted with ?ssl_ca_certs=, refused (69) without."""
+    with TlsProxy(redis_server.port, str(tmp_path)) as proxy:
+        url = f"rediss://127.0.0.1:{proxy.port}/0"
+        trusted = run_bin("cq-len", "-b", f"{url}?ssl_ca_certs={proxy.cert}", "celery")
+        untrusted = run_bin("cq-len", "-b", url, "celery", "-t", "2")
+    assert trusted.status == 0 and [r["queue"] for r in trusted.records] == ["celery"], trusted
+    assert untrusted.status == 69 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted
 
 
 # Unreachable brokers -------------------------------------------------------------

@@ -160,15 +160,13 @@ class Connection:
         self._delivery = None  # [headers, expected size, body chunks] while a message comes in
 
     @classmethod
-    def open(cls, host, port, username, password, vhost, timeout, tls=False):
-        """Connect, log in (PLAIN) and open the channel; ``tls`` verifies the server as py-amqp does."""
+    def open(cls, host, port, username, password, vhost, timeout, wrap=None):
+        """Connect, log in (PLAIN) and open the channel; ``wrap(sock)`` adds TLS when given."""
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls:
-                import ssl
-
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            if wrap is not None:
+                sock = wrap(sock)
             connection = cls(sock)
             connection._handshake(username, password, vhost)
             return connection

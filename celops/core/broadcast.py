@@ -172,10 +172,10 @@ class AmqpMailbox(_Session):
         from celops.core.amqpwire import Connection
         from celops.core.broker import within
 
-        secure = broker.url.split(":", 1)[0] == "amqps"
         self.connection = within(timeout, lambda: Connection.open(
-            broker.host or "localhost", broker.port or (5671 if secure else 5672), broker.username or "guest",
-            broker.password or "guest", broker.vhost, timeout, tls=secure), broker.url)
+            broker.host, broker.port or (5671 if broker.secure else 5672), broker.username or "guest",
+            broker.password or "guest", broker.vhost, timeout, broker.wrap_tls if broker.secure else None),
+            broker.url)
         connection = self.connection
         connection.exchange_declare(REPLY_EXCHANGE, "direct")
         connection.queue_declare(self.reply_queue, {

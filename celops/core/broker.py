@@ -9,7 +9,7 @@ app also contributes ``broker_transport_options`` (``global_keyprefix``,
 import os
 import sys
 import threading
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from celops.core.exits import BrokerUnavailable, UsageError
 from celops.core.redact import redact_url
@@ -104,6 +104,24 @@ class Broker:
         return unquote(path) or "/"
 
     # Connections ------------------------------------------------------------
+
+    @property
+    def secure(self):
+        return self.url.split(":", 1)[0] in ("rediss", "amqps")
+
+    def wrap_tls(self, sock):
+        """TLS for the hand-spoken protocols, honouring ssl_ca_certs, ssl_certfile, ssl_keyfile and
+        ssl_cert_reqs=none in the URL query (redis-py's names, for amqps:// too)."""
+        import ssl
+
+        query = {key: values[-1] for key, values in parse_qs(urlsplit(self.url).query).items()}
+        context = ssl.create_default_context(cafile=query.get("ssl_ca_certs"))
+        if query.get("ssl_certfile"):
+            context.load_cert_chain(query["ssl_certfile"], query.get("ssl_keyfile"))
+        if query.get("ssl_cert_reqs", "").lower() in ("none", "cert_none"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context.wrap_socket(sock, server_hostname=self.host)
 
     def kombu(self, timeout=DEFAULT_TIMEOUT):
         """A connected kombu Connection for either transport; raises BrokerUnavailable."""

@@ -7,7 +7,6 @@ hiredis (redis-py's own optional parser) does the parsing.
 """
 
 import socket
-from urllib.parse import parse_qs, urlsplit
 
 from celops.core.exits import BrokerUnavailable
 
@@ -38,8 +37,8 @@ class Redis:
             sock = socket.create_connection((broker.host, broker.port or DEFAULT_PORT), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(max(timeout, 1.0))
-            if broker.url.startswith("rediss:"):
-                sock = _tls(sock, broker)
+            if broker.secure:
+                sock = broker.wrap_tls(sock)
             client = cls(sock, broker.url)
             setup = []
             if broker.password is not None:
@@ -105,17 +104,3 @@ class Redis:
 
     def close(self):
         self.sock.close()
-
-
-def _tls(sock, broker):
-    """Wrap for rediss://, honouring ssl_cert_reqs, ssl_ca_certs, ssl_certfile, ssl_keyfile in the URL."""
-    import ssl
-
-    query = {key: values[-1] for key, values in parse_qs(urlsplit(broker.url).query).items()}
-    context = ssl.create_default_context(cafile=query.get("ssl_ca_certs"))
-    if query.get("ssl_certfile"):
-        context.load_cert_chain(query["ssl_certfile"], query.get("ssl_keyfile"))
-    if query.get("ssl_cert_reqs", "").lower() in ("none", "cert_none"):
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context.wrap_socket(sock, server_hostname=broker.host)
