@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install (as root, from Debian) and start what the tests need when it is missing:
-# redis-server, rabbitmq-server with its management plugin, jq, man, zsh.
+# redis-server, rabbitmq-server with its management plugin, jq, man, zsh, npm, curl
+# and openssl (the TLS tests make a throwaway certificate).
 # Idempotent: on a machine that has it all running, it only checks.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ command -v jq >/dev/null || missing+=(jq)
 command -v man >/dev/null || missing+=(man-db)
 command -v zsh >/dev/null || missing+=(zsh)
 command -v npm >/dev/null || missing+=(npm)
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ensure-brokers: installing ${missing[*]}" >&2
   apt-get update -qq
