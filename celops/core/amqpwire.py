@@ -152,8 +152,9 @@ class Connection:
     raises ``AmqpError``; a lost socket raises ``OSError``.
     """
 
-    def __init__(self, sock):
+    def __init__(self, sock, timeout):
         self.sock = sock
+        self.timeout = timeout  # for every synchronous method; drain() sets its own
         self.frame_max = FRAME_MAX
         self.inbox = []  # (headers, body) of complete deliveries
         self._buffer = bytearray()
@@ -167,7 +168,7 @@ class Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if wrap is not None:
                 sock = wrap(sock)
-            connection = cls(sock)
+            connection = cls(sock, timeout)
             connection._handshake(username, password, vhost)
             return connection
         except BaseException:
@@ -230,6 +231,7 @@ class Connection:
                   _frame(FRAME_HEADER, CHANNEL, pack(">HHQH", BASIC_CLASS, 0, len(body), flags) + properties)]
         step = self.frame_max - 8  # frame head and end
         frames += [_frame(FRAME_BODY, CHANNEL, body[start:start + step]) for start in range(0, len(body), step)]
+        self.sock.settimeout(self.timeout)
         self.sock.sendall(b"".join(frames))
 
     def drain(self, timeout):
@@ -247,7 +249,7 @@ class Connection:
     def close(self):
         """Connection.Close, politely, then the socket, whatever the broker says."""
         try:
-            self.sock.settimeout(1.0)
+            self.sock.settimeout(min(self.timeout, 1.0))
             self._send_method(0, CLOSE + pack(">H", 200) + shortstr("bye") + pack(">HH", 0, 0))
             self._wait(CLOSE_OK, channel=0)
         except (OSError, AmqpError):
@@ -258,6 +260,7 @@ class Connection:
     # Frames -------------------------------------------------------------------------
 
     def _call(self, method, reply):
+        self.sock.settimeout(self.timeout)
         self._send_method(CHANNEL, method)
         return self._wait(reply)
 
