@@ -30,7 +30,9 @@ def build_parser():
     filters.add_argument("--type", action="append", metavar="GLOB",
                          help="only events of these types: task-failed, task-*; repeatable or comma-separated")
     filters.add_argument("--task", action="append", metavar="GLOB",
-                         help="only task events of tasks whose name matches (remembered by uuid); repeatable")
+                         help="only task events of tasks whose name matches; the name comes with task-received or "
+                              f"task-sent and is remembered by uuid for the latest {TASK_NAMES_KEPT // 2:,} to "
+                              f"{TASK_NAMES_KEPT:,} tasks; repeatable")
     cli.complete_with(filters.add_argument("--hostname", action="append", metavar="GLOB",
                                            help="only events of workers whose hostname matches; repeatable"),
                       cli.WORKER_NAMES)
