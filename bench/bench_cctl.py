@@ -14,18 +14,18 @@ median of several runs after one warm-up run; bytecode caching is on for the
 child processes (PYTHONDONTWRITEBYTECODE removed), as for an installed package.
 """
 
+import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import child_env, median_time  # noqa: E402
 from tests.support import RabbitVhost, RedisServer, Worker, worker_env  # noqa: E402
 
 CCTL = os.path.join(ROOT, "bin", "cctl")
@@ -38,27 +38,24 @@ def start_workers(url, count, logdir):
 
     workers = [Worker(url, name=f"w{i + 1}", pool="solo", concurrency=1, events=False, logdir=logdir)
                for i in range(count)]
-    threads = [threading.Thread(target=worker.start) for worker in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(Worker.start, workers))  # a worker that did not start raises here
     return workers
 
 
 def timed(argv, url, runs, stdin=b""):
     """Median and min wall time of ``argv``; returns (median, min, last CompletedProcess)."""
-    env = dict(worker_env(url), CELOPS_BROKER_URL=url, CELERY_BROKER_URL=url)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run(argv, cwd=ROOT, env=env, input=stdin, capture_output=True)  # warm-up: bytecode, page cache
-    times, proc = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
+    env = child_env(**worker_env(url), CELOPS_BROKER_URL=url, CELERY_BROKER_URL=url)
+    last = []
+
+    def run():
         proc = subprocess.run(argv, cwd=ROOT, env=env, input=stdin, capture_output=True)
-        times.append(time.perf_counter() - started)
         if proc.returncode != 0:
             raise SystemExit(f"{argv[:6]} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
-    return statistics.median(times), min(times), proc
+        last[:] = [proc]
+
+    median, fastest = median_time(run, runs)
+    return median, fastest, last[0]
 
 
 def row(transport, case, runs, median, fastest, baseline=None, note=""):
@@ -89,19 +86,18 @@ def bench_stats(url, workers):
     replied = proc.stdout.count(b'"type":"reply"')
     row("redis", f"cctl stats --expect {count}", 5, early, early_min, ours, note=f"{replied} replies")
     theirs, theirs_min, proc = timed(CELERY + ["-A", "tests.app", "inspect", "stats", "--json"], url, runs=5)
-    import json
-
     row("redis", "celery -A tests.app inspect stats --json", 5, theirs, theirs_min, ours,
         note=f"{len(json.loads(proc.stdout))} replies")
 
 
-def bench_revoke(url, worker, count=10_000):
+def bench_revoke(url, worker, count=10_000, batch=1000):
     ids = [str(uuid.uuid4()) for _ in range(count)]
     stdin = "\n".join(ids).encode() + b"\n"
-    ours, ours_min, proc = timed([CCTL, "revoke", "-", "-d", worker.hostname, "-t", "60"], url, runs=3, stdin=stdin)
+    argv = [CCTL, "revoke", "-", "-d", worker.hostname, "-t", "60", "--batch-size", str(batch)]
+    ours, ours_min, proc = timed(argv, url, runs=3, stdin=stdin)
     broadcasts = proc.stdout.count(b'"type":"reply"')  # one reply per broadcast from the one worker
     row("redis", f"cctl revoke - ({count} ids on stdin)", 3, ours, ours_min,
-        note=f"{broadcasts} broadcasts of 1000 ids")
+        note=f"{broadcasts} broadcasts of {batch} ids")
     theirs, theirs_min, _ = timed(CELERY + ["-A", "tests.app", "control", "revoke", *ids, "-d", worker.hostname,
                                             "-t", "60"], url, runs=3)
     row("redis", f"celery -A tests.app control revoke ({count} ids as args)", 3, theirs, theirs_min, ours,

@@ -5,21 +5,20 @@
 or failed) across 20 workers and 50 task names, with worker heartbeats, are
 written once as an NDJSON file, as cev-dump writes them. Reported:
 
-1. ingest throughput: cev-cam's path (the NDJSON reader decoding the file +
-   the lean State) against celery's ``State.event`` on the same events
-   already decoded in memory, both with celery's default table size (10,000
-   tasks) and with 100,000;
+1. ingest throughput on the first --celery-events events (300,000): cev-cam's
+   path (the NDJSON reader decoding them + the lean State) against celery's
+   ``State.event`` on the same events already decoded in memory, both with
+   celery's default table size (10,000 tasks) and with 100,000;
 2. the whole command, ``cev-cam --once FILE`` (decode, State, one snapshot),
    and the same with ``--camera`` (a real celery State, for Polaroid cameras);
 3. memory: RSS while streaming the file into each State with a 100,000-task
    cap (``--max-tasks`` / ``max_tasks_in_memory``), at quarters of the
    stream and peak (VmHWM), each in a fresh process;
-4. the live pipeline ``cev-dump | cev-cam`` against a publisher at 100k
-   events/s, when cev-dump's bench publisher is present (bench_cev_dump.py).
+4. the live pipeline ``cev-dump | cev-cam`` against bench_cev_dump.py's
+   publisher at 100k events/s.
 
 celery's State is slow with a large table (its time heap pops from the front
-of a list of 4x max_tasks entries), so --celery-events can cap its share;
-rates are per event either way and the table says how many were used.
+of a list of 4x max_tasks entries), hence the ingest's shorter stream.
 """
 
 import argparse
@@ -34,6 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import orjson  # noqa: E402
+
+from bench.bench_cev_dump import publish, synthetic_events, wait_subscribed  # noqa: E402
+from tests.support import RedisServer  # noqa: E402
 
 PY = sys.executable
 WORKERS, NAMES = 20, 50
@@ -141,13 +143,6 @@ def whole_command(path, count, *extra):
 
 def live_pipeline(rate=100000, count=300000):
     """cev-dump | cev-cam --once against a private Redis, fed by cev-dump's bench publisher."""
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    try:
-        from bench_cev_dump import numpat, publish, synthetic_events
-    except ImportError:
-        return None
-    from tests.support import RedisServer
-
     with tempfile.TemporaryDirectory() as directory:
         server = RedisServer(directory).start()
         try:
@@ -155,11 +150,7 @@ def live_pipeline(rate=100000, count=300000):
             commands = synthetic_events(count)
             pipeline = subprocess.Popen(f"'{ROOT}/bin/cev-dump' -b {url} --timeout 5 | '{ROOT}/bin/cev-cam' --once",
                                         shell=True, stdout=subprocess.PIPE)
-            deadline = time.monotonic() + 30
-            while numpat(server.port) < 1:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("cev-dump did not subscribe")
-                time.sleep(0.05)
+            wait_subscribed(server.port, 0, pipeline, "cev-dump")
             elapsed = publish(server.port, commands, rate)
             out, _ = pipeline.communicate(timeout=600)
             snapshot = orjson.loads(out.splitlines()[-1])
@@ -172,26 +163,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--celery-events", type=int, default=300_000,
-                        help="events fed to celery's State for throughput (its rate is per event)")
+                        help="events both States ingest for the throughput comparison")
     parser.add_argument("--celery-memory-events", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "events.ndjson")
         write_stream(path, args.events)
-        with open(path, "rb") as stream:
-            decoded = [orjson.loads(line) for _, line in zip(range(args.celery_events), stream)]
+        head = os.path.join(directory, "head.ndjson")  # both States ingest the same events
+        with open(path, "rb") as stream, open(head, "wb") as out:
+            out.writelines(line for _, line in zip(range(args.celery_events), stream))
+        with open(head, "rb") as stream:
+            decoded = [orjson.loads(line) for line in stream]
         print(f"cev-cam State vs celery State: {args.events:,} events, {WORKERS} workers, {NAMES} task names "
-              f"(celery throughput on the first {len(decoded):,}, pre-decoded)\n")
+              f"(ingest on the first {len(decoded):,}: celery's pre-decoded, ours decoding)\n")
         print(f"{'ingest, events/s':<44}{'cev-cam':>12}{'celery':>12}{'ratio':>8}")
         for cap in (10000, 100000):
-            ours = ours_ingest(path, cap)
+            ours = ours_ingest(head, cap)
             theirs = celery_ingest([dict(event) for event in decoded], cap)
             print(f"{f'table of {cap:,} tasks (ours: incl. decoding)':<44}{ours:>12,.0f}{theirs:>12,.0f}"
                   f"{ours / theirs:>7.1f}x")
         print(f"{'cev-cam --once FILE, whole command':<44}{whole_command(path, args.events):>12,.0f}")
-        head = os.path.join(directory, "head.ndjson")
-        with open(path, "rb") as stream, open(head, "wb") as out:
-            out.writelines(line for _, line in zip(range(args.celery_events), stream))
         camera = whole_command(head, args.celery_events, "--camera", "celery.events.snapshot.Polaroid")
         print(f"{'  the same with --camera (a celery State)':<44}{camera:>12,.0f}"
               f"{'':>20}  (first {args.celery_events:,})")
@@ -202,14 +193,10 @@ def main(argv=None):
             print(f"{label:<28}" + "".join(f"{value:>8.0f}" for value in values))
         ours_peak, theirs_peak = rows[0][1][-1], rows[1][1][-1]
         print(f"{'peak ratio (celery / ours)':<28}{theirs_peak / ours_peak:>47.1f}x")
-    live = live_pipeline()
+    sent, rate, applied, gaps = live_pipeline()
     print()
-    if live is None:
-        print("live pipeline: skipped (bench/bench_cev_dump.py, cev-dump's publisher, is not on this branch)")
-    else:
-        sent, rate, applied, gaps = live
-        print(f"live pipeline cev-dump | cev-cam: {sent:,} events published at {rate:,.0f}/s; "
-              f"cev-cam applied {applied:,} ({sent - applied:,} lost), {gaps} gap records")
+    print(f"live pipeline cev-dump | cev-cam: {sent:,} events published at {rate:,.0f}/s; "
+          f"cev-cam applied {applied:,} ({sent - applied:,} lost), {gaps} gap records")
 
 
 if __name__ == "__main__":

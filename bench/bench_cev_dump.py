@@ -22,11 +22,11 @@ when the full run is too slow; the table says so.
 """
 
 import argparse
-import base64
-import json
+import contextlib
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +37,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.support import RedisServer  # noqa: E402
+from tests.support import RedisServer, kombu_event_envelope, pattern_subscribers  # noqa: E402
 
 PY = sys.executable
 HOST = "bench-worker@celops"
@@ -59,17 +59,6 @@ out.flush()
 """
 
 
-def envelope(event, routing_key):
-    """kombu's Redis envelope, as celery's EventDispatcher publishes it."""
-    body = base64.b64encode(json.dumps(event).encode()).decode()
-    return json.dumps({
-        "body": body, "content-encoding": "utf-8", "content-type": "application/json",
-        "headers": {"hostname": event["hostname"]},
-        "properties": {"delivery_mode": 1, "delivery_info": {"exchange": "celeryev", "routing_key": routing_key},
-                       "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
-    }).encode()
-
-
 def synthetic_events(count):
     """``count`` RESP PUBLISH commands: task lifecycles of three events each."""
     commands = []
@@ -88,7 +77,7 @@ def synthetic_events(count):
             clock += 1
             event = dict(common, clock=clock, timestamp=now + clock * 1e-5, type=kind, **fields)
             channel = b"/0.celeryev/" + kind.replace("-", ".").encode()
-            payload = envelope(event, kind.replace("-", "."))
+            payload = kombu_event_envelope(event, kind.replace("-", ".")).encode()
             commands.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
                             % (len(channel), channel, len(payload), payload))
             if len(commands) == count:
@@ -119,16 +108,32 @@ def publish(port, commands, rate=None):
     return elapsed
 
 
-def redis_command(port, *parts):
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in
-                                                        (x.encode() for x in parts)))
-        return sock.recv(4096)
+def redis_url(port):
+    return f"redis://127.0.0.1:{port}/0"
 
 
-def numpat(port):
-    reply = redis_command(port, "PUBSUB", "NUMPAT")
-    return int(reply[1:].split(b"\r\n")[0])
+def wait_subscribed(port, before, process, what):
+    """Until more than ``before`` clients hold a pattern subscription, i.e. ``process`` reads events."""
+    deadline = time.monotonic() + 30
+    while pattern_subscribers(redis_url(port)) <= before:
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"{what} did not subscribe")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def output_buffer_limit_lifted(port):
+    """Redis' pub/sub output-buffer limit off for a while, then back as it was."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    saved = client.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
+    client.config_set("client-output-buffer-limit", "pubsub 0 0 0")
+    try:
+        yield
+    finally:
+        client.config_set("client-output-buffer-limit", saved)
+        client.close()
 
 
 TOOLS = {
@@ -138,9 +143,8 @@ TOOLS = {
 }
 
 
-def count_events(tool, path):
-    with open(path, "rb") as stream:
-        data = stream.read()
+def count_events(tool, data):
+    """``(events, gap records)`` in a tool's output."""
     if tool == "cev-dump":
         gaps = data.count(b'"type":"celops-gap"')
         return data.count(b"\n") - gaps - data.count(b'"type":"error"'), gaps
@@ -168,15 +172,11 @@ class Run:
         self.port = port
         self.out_path = os.path.join(out_dir, f"{tool.replace(' ', '_')}.out")
         self.err_path = self.out_path + ".err"
-        before = numpat(port)
-        self.process = subprocess.Popen(TOOLS[tool](f"redis://127.0.0.1:{port}/0") + list(extra),
-                                        stdout=open(self.out_path, "wb"), stderr=open(self.err_path, "wb"),
-                                        cwd=ROOT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while numpat(port) <= before:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"{tool} did not subscribe; see {self.err_path}")
-            time.sleep(0.02)
+        before = pattern_subscribers(redis_url(port))
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.process = subprocess.Popen(TOOLS[tool](redis_url(port)) + list(extra), stdout=out, stderr=err,
+                                            cwd=ROOT, start_new_session=True)
+        wait_subscribed(port, before, self.process, f"{tool} (see {self.err_path})")
         self.rss = 0
         threading.Thread(target=self._sample_rss, daemon=True).start()
 
@@ -206,13 +206,13 @@ class Run:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        events, gaps = count_events(self.tool, self.out_path)
+        with open(self.out_path, "rb") as stream:
+            data = stream.read()
         with open(self.err_path, "rb") as stream:
             err = stream.read().decode("utf-8", "replace")
         self.crashed = "Traceback" in err or "Error" in err
-        with open(self.out_path, "rb") as stream:
-            self.reconnects = stream.read().count(b"Connection lost")  # celery events --dump says so on stdout
-        return events, gaps
+        self.reconnects = data.count(b"Connection lost")  # celery events --dump says so on stdout
+        return count_events(self.tool, data)
 
 
 def rate_runs(port, commands, anchor_commands, rates, out_dir):
@@ -249,30 +249,27 @@ def burst(port, commands, anchor_commands, out_dir):
     return rows
 
 
-def drain(port, commands, anchor_commands, out_dir):
+def drain(port, commands, anchor_commands):
     """Backlog worked off per second, with Redis' pub/sub output-buffer limit lifted."""
-    redis_command(port, "CONFIG", "SET", "client-output-buffer-limit", "pubsub 0 0 0")
-    try:
+    with output_buffer_limit_lifted(port):
         ours = []
         for _ in range(DRAIN_REPEATS):
-            process = subprocess.Popen([*TOOLS["cev-dump"](f"redis://127.0.0.1:{port}/0"), "--limit",
-                                        str(len(commands))], stdout=subprocess.DEVNULL, cwd=ROOT)
-            while numpat(port) < 1:
-                time.sleep(0.02)
+            before = pattern_subscribers(redis_url(port))
+            process = subprocess.Popen([*TOOLS["cev-dump"](redis_url(port)), "--limit", str(len(commands))],
+                                       stdout=subprocess.DEVNULL, cwd=ROOT)
+            wait_subscribed(port, before, process, "cev-dump")
             start = time.monotonic()
             publish(port, commands)
-            process.wait()
+            process.wait(600)
             ours.append(len(commands) / (time.monotonic() - start))
 
-        run = Run("celery events --dump", port, tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
-        start_wall = time.time()
-        publish(port, anchor_commands[:DRAIN_ANCHOR_EVENTS])
-        end_wall = run.settle()
-        events, _ = run.stop()
-        theirs = events / (end_wall - start_wall)
-    finally:
-        redis_command(port, "CONFIG", "SET", "client-output-buffer-limit", "pubsub 33554432 8388608 60")
-    return ours, theirs, events
+        with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmpfs:
+            run = Run("celery events --dump", port, tmpfs)
+            start_wall = time.time()
+            publish(port, anchor_commands[:DRAIN_ANCHOR_EVENTS])
+            end_wall = run.settle()
+            events, _ = run.stop()
+    return ours, events / (end_wall - start_wall), events
 
 
 def main(argv=None):
@@ -294,7 +291,7 @@ def main(argv=None):
             print("2. full-speed burst", flush=True)
             burst_rows = burst(server.port, commands, anchor_commands, tmp)
             print("3. drain throughput", flush=True)
-            ours, theirs, drained = drain(server.port, commands, anchor_commands, tmp)
+            ours, theirs, drained = drain(server.port, commands, anchor_commands)
         finally:
             server.stop()
     report(args, rates, rates_rows, burst_rows, ours, theirs, drained, len(anchor_commands))
@@ -328,7 +325,7 @@ def report(args, rates, rates_rows, burst_rows, ours, theirs, drained, anchor_ev
     print()
     print("3. Drain throughput (events/s)")
     runs = " / ".join(f"{speed:,.0f}" for speed in ours)
-    median = sorted(ours)[len(ours) // 2]
+    median = statistics.median(ours)
     print(f"   cev-dump > /dev/null: median {median:,.0f}/s (runs {runs});  celery events --dump > tmpfs: "
           f"{theirs:,.0f}/s ({drained} events);  ratio {median / theirs if theirs else float('inf'):.1f}x")
     print()

@@ -16,21 +16,20 @@ import asyncio
 import base64
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import child_env, median_time  # noqa: E402
+from celops.core.broker import Broker  # noqa: E402
 from tests.queue_support import publish  # noqa: E402
 from tests.support import RedisServer  # noqa: E402
 
 QUEUES = [f"bench-queue-{i:03d}" for i in range(100)]
-STEPS = (0, 3, 6, 9)
-SEP = "\x06\x16"
+LAYOUT = Broker("redis://127.0.0.1/0", "bench")  # celery's default key layout: sep, priority steps
 PEEK_MESSAGES = 10_000
 REPEAT = 15
 
@@ -45,18 +44,18 @@ def counting(self, commands):
     return original(self, commands)
 resp.Redis.pipeline = counting
 from celops.commands import cq_len
-status = cq_len.main(sys.argv[1:])
+cq_len.main(sys.argv[1:])
 print(sent[0], file=sys.stderr)
 """
 
 
 def timed(fn, repeat=REPEAT):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median seconds of ``fn()`` (after one warm-up call)."""
+    return median_time(fn, repeat)[0]
+
+
+def priority_keys(queue):
+    return [key for _, key in LAYOUT.priority_keys(queue)]
 
 
 def fill(url):
@@ -65,16 +64,15 @@ def fill(url):
     client = redis.Redis.from_url(url)
     pipe = client.pipeline(transaction=False)
     for n, queue in enumerate(QUEUES):
-        pipe.sadd("_kombu.binding." + queue, f"{queue}{SEP}{SEP}{queue}")
-        for step in STEPS:
-            key = queue if step == 0 else f"{queue}{SEP}{step}"
+        pipe.sadd("_kombu.binding." + queue, LAYOUT.sep.join([queue, "", queue]))
+        for step, key in LAYOUT.priority_keys(queue):
             pipe.lpush(key, *[b"x"] * (1 + (n + step) % 7))
     pipe.execute()
     return client
 
 
 def llen_loop(client):
-    return {q: sum(client.llen(q if s == 0 else f"{q}{SEP}{s}") for s in STEPS) for q in QUEUES}
+    return {queue: sum(client.llen(key) for key in priority_keys(queue)) for queue in QUEUES}
 
 
 def cq_len_bench(url, client):
@@ -119,20 +117,22 @@ def cq_len_bench(url, client):
     warm_loop = timed(lambda: llen_loop(client))
     warm_flower = timed(flower)  # includes its fresh connection, as Flower makes one per call
 
-    argv = ["-b", url, *QUEUES]
-    cold = timed(lambda: subprocess.run([os.path.join(ROOT, "bin", "cq-len"), *argv], check=True,
-                                        stdout=subprocess.DEVNULL), repeat=10)
-    cold_all = timed(lambda: subprocess.run([os.path.join(ROOT, "bin", "cq-len"), "-b", url], check=True,
-                                            stdout=subprocess.DEVNULL), repeat=10)
-    cold_loop = timed(lambda: subprocess.run(
-        [sys.executable, "-c", "import redis, sys; c = redis.Redis.from_url(sys.argv[1]); "
-         f"[c.llen(q if s == 0 else q + {SEP!r} + str(s)) for q in sys.argv[2:] for s in {STEPS}]", url, *QUEUES],
-        check=True), repeat=10)
+    env = child_env()
+
+    def process(*argv):
+        return lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
+
+    cq_len = os.path.join(ROOT, "bin", "cq-len")
+    cold = timed(process(cq_len, "-b", url, *QUEUES), repeat=10)
+    cold_all = timed(process(cq_len, "-b", url), repeat=10)
+    every_key = [key for queue in QUEUES for key in priority_keys(queue)]
+    cold_loop = timed(process(sys.executable, "-c", "import redis, sys; c = redis.Redis.from_url(sys.argv[1]); "
+                              "[c.llen(key) for key in sys.argv[2:]]", url, *every_key), repeat=10)
 
     rows.append(("cq-len lengths+unacked (warm, in-process)", 1, warm_celops, 1.0))
     rows.append(("LLEN-per-key loop, redis-py (warm)", loop_trips, warm_loop, warm_loop / warm_celops))
     rows.append(("Flower's pipeline, new connection per call", flower_trips, warm_flower, warm_flower / warm_celops))
-    print(f"\ncq-len: {len(QUEUES)} queues x {len(STEPS)} priority lists = {len(QUEUES) * len(STEPS)} keys")
+    print(f"\ncq-len: {len(QUEUES)} queues x {len(LAYOUT.priority_steps)} priority lists = {len(every_key)} keys")
     print(f"{'approach':<48}{'round trips':>12}{'median s':>11}{'vs cq-len':>11}")
     for name, trips, seconds, ratio in rows:
         print(f"{name:<48}{trips:>12}{seconds:>11.5f}{ratio:>10.1f}x")
@@ -148,21 +148,18 @@ def cq_peek_bench(url):
     import redis
 
     queue = "bench-peek"
-    batch = 1000
-    for start in range(0, PEEK_MESSAGES, batch):
-        publish(url, [(queue, n % 10, (n, n)) for n in range(start, start + batch)])
+    publish(url, [(queue, n % 10, (n, n)) for n in range(PEEK_MESSAGES)])
     client = redis.Redis.from_url(url)
-    assert client.llen(queue) + sum(client.llen(f"{queue}{SEP}{s}") for s in STEPS[1:]) == PEEK_MESSAGES
+    assert sum(client.llen(key) for key in priority_keys(queue)) == PEEK_MESSAGES
 
     def peek():
         out = subprocess.run([os.path.join(ROOT, "bin", "cq-peek"), "-b", url, "-n", "0", queue],
-                             check=True, stdout=subprocess.PIPE).stdout
+                             check=True, stdout=subprocess.PIPE, env=child_env()).stdout
         assert out.count(b"\n") == PEEK_MESSAGES
 
     def by_hand():
         records = 0
-        for step in STEPS:
-            key = queue if step == 0 else f"{queue}{SEP}{step}"
+        for key in priority_keys(queue):
             for raw in client.lrange(key, 0, -1):
                 message = json.loads(raw)
                 json.loads(base64.b64decode(message["body"]))

@@ -21,6 +21,11 @@ trap cleanup EXIT
 export CELOPS_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0" CELOPS_TEST_BROKER="redis://127.0.0.1:$REDIS_PORT/0"
 send() { (cd "$ROOT" && "$PY" -c "import tests.app as t; $1"); }
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# wait_until COMMAND...: poll it every 0.2 s, for 10 s at most.
+wait_until() { for _ in $(seq 50); do "$@" && return 0; sleep 0.2; done; return 1; }
+# an event reader listens: a pattern subscriber besides the worker's own (its pidbox)
+reading_events() { [ "$(redis-cli -p "$REDIS_PORT" client list | grep -c ' psub=[1-9]')" -gt 1 ]; }
+sleep_running() { cctl active -d "$WORKER" | grep -q tests.app.sleep; }
 
 echo "demo: private Redis on port $REDIS_PORT, worker $WORKER"
 
@@ -44,7 +49,7 @@ cctl ping
 step "cctl stats | jq -c '{worker, pool: .reply.pool.implementation, processes: .reply.pool.processes}'"
 cctl stats | jq -c '{worker, pool: .reply.pool.implementation, processes: .reply.pool.processes}'
 send "t.sleep.delay(60)"
-until cctl active -d "$WORKER" | grep -q tests.app.sleep; do :; done
+wait_until sleep_running
 step "cctl active --each -d \$WORKER | jq -c '{worker, uuid, name}'"
 cctl active --each -d "$WORKER" | jq -c '{worker, uuid, name}'
 step "cctl active --each -d \$WORKER | cctl terminate SIGKILL - -d \$WORKER"
@@ -53,22 +58,22 @@ step "cctl shutdown   # refused: it would reach every worker"
 cctl shutdown || echo "exit status $?"
 
 step "cev-cam --live --wakeup --duration 4 --once | jq -c '{workers: [.workers[] | {hostname, alive}], by_name: .tasks.by_name}'"
-( sleep 1.5; send "t.add.delay(2, 2); t.add.delay(3, 4); t.fail.delay('demo')" ) &
+( wait_until reading_events; send "t.add.delay(2, 2); t.add.delay(3, 4); t.fail.delay('demo')" ) &
 cev-cam --live --wakeup --duration 4 --once | jq -c '{workers: [.workers[] | {hostname, alive}], by_name: .tasks.by_name}'
 wait
 
 step "cev-cam --live --wakeup --duration 3 --once --sink prom --textfile \$DEMO/celery.prom; grep -E '^celery_(worker_up|task_succeeded_total)' \$DEMO/celery.prom"
-( sleep 1; send "t.add.delay(1, 1)" ) &
+( wait_until reading_events; send "t.add.delay(1, 1)" ) &
 cev-cam --live --wakeup --duration 3 --once --sink prom --textfile "$DEMO/celery.prom"
 wait
 grep -E '^celery_(worker_up|task_succeeded_total)' "$DEMO/celery.prom"
 
 step "cev-dump --no-heartbeats --duration 4 | jq -c '{type, hostname, name, result, exception}'"
-(sleep 1; send "t.add.delay(2, 2); t.fail.delay('demo')") &
+( wait_until reading_events; send "t.add.delay(2, 2); t.fail.delay('demo')" ) &
 cev-dump --no-heartbeats --duration 4 | jq -c '{type, hostname, name, result, exception}'
 wait
 
 step "cev-dump --type task-failed --limit 1   # while a task fails"
-(sleep 1; send "t.fail.delay('only failures')") &
+( wait_until reading_events; send "t.fail.delay('only failures')" ) &
 cev-dump --type task-failed --limit 1 | jq -c '{type, name, exception}'
 wait

@@ -1,7 +1,5 @@
 """Publishing real task messages for the cq-* tests, through celery's apply_async."""
 
-import time
-
 from celery import Celery
 
 
@@ -22,14 +20,3 @@ def publish(url, sends, transport_options=None, serializer="json", protocol=2):
                     for queue, priority, args in sends]
     finally:
         app.close()
-
-
-def poll(fetch, accept, timeout=20.0):
-    """Call ``fetch()`` until ``accept(value)``; return the value (fail with the last one)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if accept(value) or time.monotonic() > deadline:
-            assert accept(value), value
-            return value
-        time.sleep(0.1)

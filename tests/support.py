@@ -5,8 +5,10 @@ Used by tests/conftest.py and, through its command line, by tests/bats.
 Readiness is always checked by pinging, never by sleeping a fixed time.
 """
 
+import base64
 import json
 import os
+import queue
 import signal
 import socket
 import ssl
@@ -37,6 +39,73 @@ def wait_for(predicate, timeout, what):
             return
         time.sleep(0.05)
     raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+def poll(fetch, accept, timeout, what):
+    """``fetch()`` until ``accept`` takes what it returns; returns that (the last value shows on failure)."""
+    last = []
+
+    def accepted():
+        last[:] = [fetch()]
+        return accept(last[0])
+
+    try:
+        wait_for(accepted, timeout, what)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; last: {last[0]!r}") from None
+    return last[0]
+
+
+class RecordStream:
+    """A subprocess's NDJSON stdout, collected by a thread so a test can wait with a timeout."""
+
+    def __init__(self, process):
+        self.process = process
+        self.records = []
+        self._lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(None)
+
+    def until(self, predicate, timeout=30):
+        """Collect records until one satisfies ``predicate``; returns it."""
+        deadline = time.monotonic() + timeout
+        for record in self.records:
+            if predicate(record):
+                return record
+        while time.monotonic() < deadline:
+            try:
+                record = self._lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if record is None:
+                break
+            self.records.append(record)
+            if predicate(record):
+                return record
+        raise AssertionError(f"not seen within {timeout}s; got {[r.get('type') for r in self.records[-20:]]}; "
+                             f"stderr: {self.stderr()}")
+
+    def finish(self, timeout=30):
+        """Wait for the exit; returns the status (the reader thread has drained stdout by then)."""
+        status = self.process.wait(timeout)
+        while True:
+            record = self._lines.get(timeout=10)
+            if record is None:
+                return status
+            self.records.append(record)
+
+    def interrupt(self):
+        self.process.send_signal(signal.SIGINT)
+        return self.finish()
+
+    def stderr(self):
+        if self.process.stderr is None or self.process.poll() is None:
+            return "(running)"
+        return self.process.stderr.read().decode()
 
 
 class RedisServer:
@@ -227,16 +296,44 @@ class Worker:
         self.kill(signal.SIGKILL)  # stray pool children, if any
 
 
-def send_tasks(broker_url, queue, task, args, count=1):
-    """Send ``count`` messages of tests.app task ``task`` with ``args`` to ``queue``; return their ids."""
+def send_tasks(broker_url, queue, task, args, count=1, transport_options=None, **options):
+    """Send ``count`` messages of tests.app task ``task`` with ``args`` to ``queue``; return their ids.
+
+    ``options`` go to ``send_task`` (countdown, ...).
+    """
     from celery import Celery
 
     app = Celery("celops-test-send", broker=broker_url, set_as_current=False)
     app.conf.task_send_sent_event = True
+    app.conf.broker_transport_options = transport_options or {}
     try:
-        return [app.send_task(task, args, queue=queue).id for _ in range(count)]
+        return [app.send_task(task, args, queue=queue, **options).id for _ in range(count)]
     finally:
         app.close()
+
+
+def kombu_event_envelope(event, routing_key="task.succeeded", body=None):
+    """A Redis event message (JSON text) exactly as celery's EventDispatcher publishes it.
+
+    ``body`` replaces the base64 of ``event``, to send something malformed.
+    """
+    body = body if body is not None else base64.b64encode(json.dumps(event).encode()).decode()
+    return json.dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
+                       "headers": {"hostname": "tester"},
+                       "properties": {"delivery_mode": 1, "body_encoding": "base64", "priority": 0,
+                                      "delivery_info": {"exchange": "celeryev", "routing_key": routing_key},
+                                      "delivery_tag": str(uuid.uuid4())}})
+
+
+def pattern_subscribers(url):
+    """Clients with a pattern subscription, event readers among them (PUBSUB NUMPAT counts patterns)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return sum(1 for info in client.client_list() if int(info.get("psub", 0)) > 0)
+    finally:
+        client.close()
 
 
 def undocumented_fields(record):

@@ -1,12 +1,10 @@
 """cev-cam: the State's rules against celery's, snapshots from real workers, sinks, timing, input."""
 
 import os
-import queue
 import random
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 
 import orjson
@@ -15,7 +13,7 @@ import pytest
 from celops.commands import cev_cam
 from celops.core.state import State
 from tests.conftest import BIN, run_bin, run_command
-from tests.support import ROOT, worker_env
+from tests.support import ROOT, RecordStream, send_tasks, wait_for
 
 T0 = 1_700_000_000.0
 
@@ -125,11 +123,11 @@ def test_snapshot_fields_and_task_records_for_cctl():
 
 def test_clear_after_forgets_tasks_between_shots():
     process = feeder(["--frequency", "0.1", "--clear-after"])
-    shots = Lines(process)
+    shots = RecordStream(process)
     process.stdin.write(ndjson(lifecycle("a1")))
     process.stdin.flush()
-    shots.wait_for(lambda shot: shot["tasks"]["count"] == 1, 20, "the task in a snapshot")
-    shots.wait_for(lambda shot: shot["tasks"]["count"] == 0 and shot["event_count"] == 3, 20, "an empty table")
+    shots.until(lambda shot: shot["tasks"]["count"] == 1, 20)
+    shots.until(lambda shot: shot["tasks"]["count"] == 0 and shot["event_count"] == 3, 20)
     process.stdin.close()
     assert process.wait(10) == 0
 
@@ -174,10 +172,10 @@ def test_sqlite_sink_holds_rows_and_prunes(tmp_path):
     assert db.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
 
 
-def feeder(args, env=None):
+def feeder(args):
     """cev-cam in a subprocess whose stdin stays open: a pipe fed by the test."""
     return subprocess.Popen([os.path.join(BIN, "cev-cam"), *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_killed_sqlite_writer_leaves_a_readable_database(tmp_path):
@@ -224,10 +222,10 @@ def test_maxrate_limits_shots_and_sigterm_flushes_a_last_one():
 
 def test_ctrl_c_exits_130_quietly():
     process = feeder(["--frequency", "0.1"])
-    shots = Lines(process)
+    shots = RecordStream(process)
     process.stdin.write(ndjson(lifecycle("a1")))
     process.stdin.flush()
-    shots.wait_for(lambda shot: shot["event_count"] == 3, 20, "a first snapshot")  # running, handlers in place
+    shots.until(lambda shot: shot["event_count"] == 3, 20)  # running, handlers in place
     process.send_signal(signal.SIGINT)
     assert process.wait(10) == 130
     assert process.stderr.read() == b""
@@ -271,29 +269,6 @@ def test_dumpcam_from_the_monitoring_guide_runs(tmp_path):
 
 # -- real workers ------------------------------------------------------------------------------
 
-class Lines:
-    """A subprocess's stdout lines, read in a thread so the test can wait with a timeout."""
-
-    def __init__(self, process):
-        self.lines = queue.Queue()
-        threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
-
-    def _read(self, stream):
-        for line in stream:
-            self.lines.put(orjson.loads(line))
-
-    def wait_for(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                record = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if predicate(record):
-                return record
-        raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_live_counts_offline_worker_and_replay(broker_url, start_worker, tmp_path):
     worker = start_worker(broker_url)
     env = dict(os.environ, PYTHONPATH=ROOT)
@@ -305,24 +280,18 @@ def test_live_counts_offline_worker_and_replay(broker_url, start_worker, tmp_pat
         dump = subprocess.Popen([os.path.join(BIN, "cev-dump"), "-b", broker_url, "--wakeup"],
                                 stdout=out, stderr=subprocess.PIPE, env=env)
     try:
-        shots = Lines(live)
+        shots = RecordStream(live)
 
         def worker_state(shot):
             return {w["hostname"]: w["alive"] for w in shot["workers"]}.get(worker.hostname)
 
-        shots.wait_for(lambda shot: worker_state(shot), 30, "the worker in a snapshot")
-        deadline = time.monotonic() + 30
-        while worker.hostname.encode() not in saved.read_bytes():
-            assert time.monotonic() < deadline, "cev-dump saw no worker event"
-            time.sleep(0.1)
-        sender = ("import tests.app as t\n"
-                  "[t.add.delay(i, i) for i in range(5)]\n"
-                  "[t.fail.delay('boom') for i in range(3)]\n"
-                  "t.sleep.delay(0.2)\n")
-        subprocess.run([os.path.join(ROOT, ".venv/bin/python"), "-c", sender], cwd=ROOT, check=True,
-                       env=worker_env(broker_url))
+        shots.until(lambda shot: worker_state(shot), 30)
+        wait_for(lambda: worker.hostname.encode() in saved.read_bytes(), 30, "a worker event in cev-dump's file")
+        send_tasks(broker_url, "celery", "tests.app.add", (2, 2), 5)
+        send_tasks(broker_url, "celery", "tests.app.fail", ("boom",), 3)
+        send_tasks(broker_url, "celery", "tests.app.sleep", (0.2,))
         expected = {"SUCCESS": 6, "FAILURE": 3}
-        shot = shots.wait_for(lambda shot: shot["tasks"]["by_state"] == expected, 60, f"counts {expected}")
+        shot = shots.until(lambda shot: shot["tasks"]["by_state"] == expected, 60)
         assert shot["tasks"]["by_name"] == {"tests.app.add": {"SUCCESS": 5}, "tests.app.fail": {"FAILURE": 3},
                                             "tests.app.sleep": {"SUCCESS": 1}}
         assert shot["tasks"]["runtime"]["tests.app.sleep"]["max"] >= 0.2
@@ -339,7 +308,7 @@ def test_live_counts_offline_worker_and_replay(broker_url, start_worker, tmp_pat
 
         worker.kill(signal.SIGKILL)
         killed_at = time.monotonic()
-        shots.wait_for(lambda shot: worker_state(shot) is False, 30, "the killed worker offline")
+        shots.until(lambda shot: worker_state(shot) is False, 30)
         assert time.monotonic() - killed_at >= 1.0  # not before its heartbeat could expire
         live.send_signal(signal.SIGTERM)
         live.wait(10)
@@ -357,10 +326,7 @@ def test_detached_camera_writes_its_pidfile_and_stops_on_sigterm(fresh_redis_url
                      "--logfile", str(logfile), "--sink", "sqlite", "--database", str(database),
                      "--frequency", "0.1")
     assert result.status == 0 and result.stdout == b""
-    deadline = time.monotonic() + 30
-    while not (pidfile.exists() and pidfile.read_text().strip()):
-        assert time.monotonic() < deadline, "no pidfile"
-        time.sleep(0.05)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, "the pidfile")
     pid = int(pidfile.read_text())
 
     def shots():
@@ -370,10 +336,6 @@ def test_detached_camera_writes_its_pidfile_and_stops_on_sigterm(fresh_redis_url
         except sqlite3.OperationalError:
             return 0
 
-    while shots() < 2:
-        assert time.monotonic() < deadline, f"no snapshots; log: {logfile.read_text() if logfile.exists() else ''}"
-        time.sleep(0.05)
+    wait_for(lambda: shots() >= 2, 30, f"two snapshots (log: {logfile})")
     os.kill(pid, signal.SIGTERM)
-    while pidfile.exists():
-        assert time.monotonic() < deadline, "the detached camera did not stop"
-        time.sleep(0.05)
+    wait_for(lambda: not pidfile.exists(), 30, "the detached camera's stop")

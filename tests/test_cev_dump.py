@@ -1,92 +1,39 @@
 """cev-dump against real workers on Redis and RabbitMQ, and faults on a private redis-server."""
 
 import base64
-import json
 import os
-import queue
-import signal
 import subprocess
 import threading
 import time
-import uuid
 
-import orjson
 import pytest
 
 from celops.commands.cev_dump import main
 from tests.conftest import BIN, run_command
-from tests.support import RedisServer, Worker, free_port, wait_for
+from tests.support import (RecordStream, RedisServer, Worker, free_port, kombu_event_envelope,
+                           pattern_subscribers, undocumented_fields, wait_for, worker_env)
 
 PREFIX = "cevdump-test:"  # the Redis worker uses a global_keyprefix: the channel must follow it
 
 
-class Dump:
-    """bin/cev-dump in a subprocess, its stdout records collected by a thread as they come."""
+class Dump(RecordStream):
+    """bin/cev-dump in a subprocess, its stdout records collected as they come."""
 
     def __init__(self, *args, env=None):
-        self.process = subprocess.Popen([os.path.join(BIN, "cev-dump"), "-u", *args], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=dict(os.environ, **(env or {})))
-        self.records = []
-        self._lines = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self._lines.put(orjson.loads(line))
-        self._lines.put(None)
-
-    def until(self, predicate, timeout=30):
-        """Collect records until one satisfies ``predicate``; returns it."""
-        deadline = time.monotonic() + timeout
-        for record in self.records:
-            if predicate(record):
-                return record
-        while time.monotonic() < deadline:
-            try:
-                record = self._lines.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if record is None:
-                break
-            self.records.append(record)
-            if predicate(record):
-                return record
-        raise AssertionError(f"not seen within {timeout}s; got {[r.get('type') for r in self.records]}; "
-                             f"stderr: {self.stderr()}")
-
-    def finish(self, timeout=30):
-        """Wait for the exit; returns the status (the reader thread has drained stdout by then)."""
-        status = self.process.wait(timeout)
-        while True:
-            record = self._lines.get(timeout=10)
-            if record is None:
-                return status
-            self.records.append(record)
-
-    def interrupt(self):
-        self.process.send_signal(signal.SIGINT)
-        return self.finish()
-
-    def stderr(self):
-        return self.process.stderr.read().decode() if self.process.poll() is not None else "(running)"
+        super().__init__(subprocess.Popen([os.path.join(BIN, "cev-dump"), "-u", *args], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, env=dict(os.environ, **(env or {}))))
 
 
 def heartbeat_of(hostname):
     return lambda r: r.get("type") == "worker-heartbeat" and r.get("hostname") == hostname
 
 
-def kombu_envelope(event, routing_key="task.succeeded", body=None):
-    """A Redis event message exactly as celery's EventDispatcher publishes it."""
-    body = body if body is not None else base64.b64encode(json.dumps(event).encode()).decode()
-    return json.dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
-                       "headers": {"hostname": "tester"},
-                       "properties": {"delivery_mode": 1, "body_encoding": "base64", "priority": 0,
-                                      "delivery_info": {"exchange": "celeryev", "routing_key": routing_key},
-                                      "delivery_tag": str(uuid.uuid4())}})
-
-
 def send(broker_url, transport_options=None):
-    """Send add, fail and flaky through a client app; returns their task ids."""
+    """Send add, fail and flaky through one client app, back to back; returns their task ids.
+
+    One app, not ``send_tasks`` thrice: the three task-sent events then come
+    first, so a ``--limit 3`` in the named-queue test ends on a message boundary.
+    """
     from celery import Celery
 
     app = Celery("celops-test-client", broker=broker_url, set_as_current=False)
@@ -122,15 +69,14 @@ def live(request):
     """(broker URL, extra cev-dump args, transport options, worker) with a running worker."""
     if request.param == "redis":
         worker = request.getfixturevalue("redis_worker")
-        env = {"CELOPS_TEST_TRANSPORT_OPTIONS": json.dumps({"global_keyprefix": PREFIX})}
-        return worker.broker_url, ["-A", "tests.app"], env, {"global_keyprefix": PREFIX}, worker
+        return worker.broker_url, ["-A", "tests.app"], {"global_keyprefix": PREFIX}, worker
     worker = request.getfixturevalue("amqp_worker")
-    return worker.broker_url, [], {}, {}, worker
+    return worker.broker_url, [], {}, worker
 
 
 def test_lifecycle_events_of_real_workers(live):
-    url, args, env, options, worker = live
-    dump = Dump("-b", url, *args, "--wakeup", env=dict(env, CELOPS_TEST_BROKER=url))
+    url, args, options, worker = live
+    dump = Dump("-b", url, *args, "--wakeup", env=worker_env(url, options))
     dump.until(heartbeat_of(worker.hostname))
     ids = send(url, options)
     dump.until(lambda r: r.get("type") == "task-succeeded" and r.get("uuid") == ids["flaky"])
@@ -162,13 +108,13 @@ def test_lifecycle_events_of_real_workers(live):
 def test_filters(redis_worker, redis_server):
     url = redis_worker.broker_url
     common = ["-b", url, "-A", "tests.app"]
-    env = {"CELOPS_TEST_BROKER": url, "CELOPS_TEST_TRANSPORT_OPTIONS": json.dumps({"global_keyprefix": PREFIX})}
-    subscribed = _subscribers(url)
+    env = worker_env(url, {"global_keyprefix": PREFIX})
+    subscribed = pattern_subscribers(url)
     failed_or_flaky = Dump(*common, "--type", "task-failed,task-succeeded", "--task", "tests.app.f*",
                            "--limit", "2", env=env)
     no_heartbeats = Dump(*common, "--hostname", redis_worker.hostname, "--no-heartbeats", env=env)
     started = Dump(*common, "--type", "task-start*", "--type", "worker-heartbeat", env=env)
-    wait_for(lambda: _subscribers(url) >= subscribed + 3, 20, "three subscriptions")
+    wait_for(lambda: pattern_subscribers(url) >= subscribed + 3, 20, "three subscriptions")
     ids = send(url, {"global_keyprefix": PREFIX})
     assert failed_or_flaky.finish() == 0
     assert sorted((r["type"], r["uuid"]) for r in failed_or_flaky.records) == sorted(
@@ -180,17 +126,6 @@ def test_filters(redis_worker, redis_server):
     assert {r["hostname"] for r in no_heartbeats.records} == {redis_worker.hostname}
     assert "worker-heartbeat" not in {r["type"] for r in no_heartbeats.records}
     assert {r["type"] for r in started.records} == {"task-started", "worker-heartbeat"}
-
-
-def _subscribers(url):
-    """Clients with a pattern subscription (PUBSUB NUMPAT counts patterns, not clients)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        return sum(1 for c in client.client_list() if int(c.get("psub", 0)) > 0)
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("option, seconds", [("--duration", "1"), ("--timeout", "1")])
@@ -212,7 +147,7 @@ def test_idle_timeout_counts_written_records_only(fresh_redis_url):
     def heartbeats():
         while not stop.wait(0.1):
             client.publish(f"/{db}.celeryev/worker.heartbeat",
-                           kombu_envelope({"type": "worker-heartbeat", "hostname": "h", "timestamp": time.time()}))
+                           kombu_event_envelope({"type": "worker-heartbeat", "hostname": "h", "timestamp": time.time()}))
 
     threading.Thread(target=heartbeats, daemon=True).start()
     try:
@@ -244,7 +179,7 @@ def publish(server, body, routing_key="task.succeeded"):
 
 
 def wait_subscribed(server, count=1):
-    wait_for(lambda: _subscribers(server.url(0)) >= count, 10, "cev-dump's subscription")
+    wait_for(lambda: pattern_subscribers(server.url(0)) >= count, 10, "cev-dump's subscription")
 
 
 def event(n):
@@ -256,15 +191,16 @@ def test_broker_restart_gives_a_gap_record_and_the_stream_goes_on(own_redis):
     recording = Dump("-b", own_redis.url(0))
     exiting = Dump("-b", own_redis.url(0), "--on-gap", "exit")
     wait_subscribed(own_redis, 2)
-    publish(own_redis, kombu_envelope(event(1)))
+    publish(own_redis, kombu_event_envelope(event(1)))
     recording.until(lambda r: r.get("uuid") == "task-1")
     own_redis.process.kill()
     own_redis.process.wait()
     own_redis.start()  # the same port
     gap = recording.until(lambda r: r["type"] == "celops-gap")
     assert gap["since"] <= gap["until"] and gap["dropped"] is None and gap["reason"]
+    assert undocumented_fields(gap) == []
     wait_subscribed(own_redis, 1)
-    publish(own_redis, kombu_envelope(event(2)))
+    publish(own_redis, kombu_event_envelope(event(2)))
     recording.until(lambda r: r.get("uuid") == "task-2")
     assert recording.interrupt() == 130
     assert exiting.finish() == 1
@@ -281,13 +217,13 @@ def test_output_buffer_limit_disconnect_is_a_gap_never_silence(own_redis):
     client.config_set("client-output-buffer-limit", "pubsub 64 64 0")
     try:
         # past the 16 KB reply buffer, the limit counts: Redis drops the subscriber
-        publish(own_redis, kombu_envelope(dict(event(3), result="x" * 100_000)))
+        publish(own_redis, kombu_event_envelope(dict(event(3), result="x" * 100_000)))
         gap = dump.until(lambda r: r["type"] == "celops-gap")
     finally:
         client.config_set("client-output-buffer-limit", limits)
     assert "closed" in gap["reason"] or "reset" in gap["reason"]
     wait_subscribed(own_redis)
-    publish(own_redis, kombu_envelope(event(4)))
+    publish(own_redis, kombu_event_envelope(event(4)))
     dump.until(lambda r: r.get("uuid") == "task-4")
     assert dump.interrupt() == 130
 
@@ -296,12 +232,12 @@ def test_malformed_messages_become_error_records(own_redis):
     dump = Dump("-b", own_redis.url(0))
     wait_subscribed(own_redis)
     batch = [event(5), event(6)]
-    bad = [b"not json at all", kombu_envelope({}, body="%%%not-base64%%%"),
-           kombu_envelope({}, body=base64.b64encode(b"[1, 2").decode()),
-           kombu_envelope({}, body=base64.b64encode(b"42").decode())]
+    bad = [b"not json at all", kombu_event_envelope({}, body="%%%not-base64%%%"),
+           kombu_event_envelope({}, body=base64.b64encode(b"[1, 2").decode()),
+           kombu_event_envelope({}, body=base64.b64encode(b"42").decode())]
     for body in bad:
         publish(own_redis, body)
-    publish(own_redis, kombu_envelope(batch, routing_key="task.multi"))
+    publish(own_redis, kombu_event_envelope(batch, routing_key="task.multi"))
     dump.until(lambda r: r.get("uuid") == "task-6")
     assert dump.interrupt() == 130
     errors = [r for r in dump.records if r["type"] == "error"]

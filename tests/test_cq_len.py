@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from celops.commands import cq_len
 from tests.conftest import BIN, run_bin, run_command
-from tests.queue_support import poll, publish
-from tests.support import ROOT
+from tests.queue_support import publish
+from tests.support import poll, worker_env
 
 ODD_NAME = "with space ✓ ü"
 
@@ -42,13 +42,11 @@ def test_redis_lengths_by_priority(fresh_redis_url, unique):
     assert bad.stderr == "cq-len: <stdin>:1: no queue field\n"
 
 
-def test_redis_global_keyprefix_app(redis_server, unique):
-    url = redis_server.url(0)
+def test_redis_global_keyprefix_app(fresh_redis_url, unique):
+    url = fresh_redis_url
     options = {"global_keyprefix": f"{unique}:"}
     publish(url, [(unique, p, (p, 1)) for p in (0, 5, 9)], transport_options=options)
-    env = {"CELOPS_TEST_BROKER": url, "CELOPS_TEST_TRANSPORT_OPTIONS": orjson.dumps(options).decode(),
-           "PYTHONPATH": ROOT}
-    result = run_bin("cq-len", "-A", "tests.app", unique, env=env)
+    result = run_bin("cq-len", "-A", "tests.app", unique, env=worker_env(url, options))
     assert result.status == 0, result
     assert result.records[0]["by_priority"] == {"0": 1, "3": 1, "6": 0, "9": 1}
     assert run_bin("cq-len", "-b", url, unique).records[0]["messages"] == 0  # no prefix, no messages
@@ -91,7 +89,8 @@ def test_rabbitmq_management_api(rabbit_vhost, unique):
     odd = f"{ODD_NAME} {unique}"
     publish(url, [(q, p, (p, 1)) for q in (unique, odd) for p in range(10)])
     result = poll(lambda: run_command(cq_len.main, ["-b", url, unique, odd]),
-                  lambda r: all(x["source"] == "management" and x["messages"] == 10 for x in r.records))
+                  lambda r: all(x["source"] == "management" and x["messages"] == 10 for x in r.records),
+                  20, "the management API's counts")
     record = by_queue(result)[odd]
     assert record["ready"] == 10 and record["unacked"] == 0 and record["consumers"] == 0
     assert record["memory"] > 0 and record["by_priority"] is None

@@ -4,7 +4,8 @@ import redis
 
 from celops.commands import cq_peek
 from tests.conftest import run_command
-from tests.queue_support import poll, publish
+from tests.queue_support import publish
+from tests.support import poll
 
 ODD_NAME = "peek me ✓ ü"
 
@@ -52,6 +53,6 @@ def test_rabbitmq_peek_requeues(rabbit_vhost, unique):
     assert [(r["uuid"], r["args"]) for r in result.records] == [(i, [n, n]) for n, i in enumerate(ids[:3])]
     # the peeked messages went back: all five are still there
     again = poll(lambda: run_command(cq_peek.main, ["-b", url, unique, "-n", "10"]).records,
-                 lambda records: len(records) == 5)
+                 lambda records: len(records) == 5, 20, "the peeked messages back in the queue")
     assert sorted(r["uuid"] for r in again) == sorted(ids)
     assert run_command(cq_peek.main, ["-b", url, unique, "-n", "0"]).status == 2

@@ -2,14 +2,13 @@
 
 import io
 
-import orjson
 import redis
 
 from celops.commands import cq_len, cq_purge
 from celops.core.cli import IO
 from tests.conftest import run_bin, run_command
-from tests.queue_support import poll, publish
-from tests.support import ROOT
+from tests.queue_support import publish
+from tests.support import poll, send_tasks, worker_env
 
 ODD_NAME = "purge me ✓ ü"
 
@@ -66,10 +65,9 @@ def test_redis_consent_dry_run_and_what_survives(fresh_redis_url, unique):
 
 
 def test_redis_global_keyprefix_app_with_force(fresh_redis_url, unique):
-    options = '{"global_keyprefix": "pfx:"}'
-    publish(fresh_redis_url, [(unique, p, (p, 1)) for p in (0, 9)], transport_options=orjson.loads(options))
-    env = {"CELOPS_TEST_BROKER": fresh_redis_url, "CELOPS_TEST_TRANSPORT_OPTIONS": options, "PYTHONPATH": ROOT}
-    result = run_bin("cq-purge", "-A", "tests.app", "-Q", unique, "-f", env=env)
+    options = {"global_keyprefix": "pfx:"}
+    publish(fresh_redis_url, [(unique, p, (p, 1)) for p in (0, 9)], transport_options=options)
+    result = run_bin("cq-purge", "-A", "tests.app", "-Q", unique, "-f", env=worker_env(fresh_redis_url, options))
     assert result.records == [{"type": "queue", "queue": unique, "purged": 2}], result
     assert not [k for k in redis.Redis.from_url(fresh_redis_url).keys() if unique.encode() in k
                 and not k.startswith(b"pfx:_kombu.binding")]
@@ -79,15 +77,10 @@ def test_redis_unacked_counted_and_purged(fresh_redis_url, unique, start_worker)
     """Prefetched messages survive a plain purge; --unacked drops their restore copies."""
     url = fresh_redis_url
     worker = start_worker(url, queues=[unique], concurrency=2, events=False)
-    from celery import Celery
-
-    app = Celery("celops-test-sleeper", broker=url, set_as_current=False)
-    for _ in range(5):
-        app.send_task("tests.app.sleep", (30,), queue=unique)
-    app.close()
+    send_tasks(url, unique, "tests.app.sleep", (30,), 5)
     # two run (acked at start), two wait prefetched in the unacked hash, one stays in the list
     record = poll(lambda: run_command(cq_len.main, ["-b", url, unique]).records[0],
-                  lambda r: r["unacked"] == 2 and r["ready"] == 1)
+                  lambda r: r["unacked"] == 2 and r["ready"] == 1, 20, "two prefetched, one waiting")
     assert record["messages"] == 1
 
     plain = run_command(cq_purge.main, ["-b", url, "-Q", unique, "-f"])

@@ -56,10 +56,15 @@ def test_vocabulary_man_page_renders():
     assert rendered.returncode == 0 and "celops-gap" in rendered.stdout
 
 
+WITHOUT_EXAMPLES = {"cq-ls"}  # its SYNOPSIS says it all
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_man_page_examples_keep_their_lines(command):
     """EXAMPLES are one command a line (no-fill), not run together into one paragraph."""
     with open(os.path.join(ROOT, "man", f"{command}.1")) as page:
         lines = page.read().splitlines()
-    if ".SH EXAMPLES" in lines:
-        assert lines[lines.index(".SH EXAMPLES") + 1] == ".nf"
+    if command in WITHOUT_EXAMPLES:
+        assert ".SH EXAMPLES" not in lines  # when it gets some, it gets this test too
+        return
+    assert lines[lines.index(".SH EXAMPLES") + 1] == ".nf"

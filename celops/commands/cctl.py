@@ -12,7 +12,6 @@ them from standard input: plain lines or NDJSON records (see --id-field),
 sent in batches, one broadcast per --batch-size ids.
 """
 
-import re
 import time
 from collections import namedtuple
 
@@ -20,7 +19,6 @@ from celops.core import cli
 from celops.core.exits import ExitStatus, UsageError
 
 DEFAULT_ID_FIELDS = ("uuid", "id", "task_id", "request.id")
-RATE = re.compile(r"^\d+(\.\d+)?(/[smh])?$")
 
 
 def _signal_name(text):
@@ -42,9 +40,9 @@ def _signal_name(text):
 
 
 def _rate(text):
-    if not RATE.match(text):
-        raise ValueError(f"not a rate limit: {text!r} (e.g. 10/s, 5/m, 100/h, 0 for none)")
-    return text
+    """A rate limit as the worker takes it (checked here; 0 means none)."""
+    cli.rate_per_second(text)
+    return text.strip()
 
 
 def _header(text):
@@ -169,9 +167,9 @@ def build_parser():
         '  {"type": "reply", "command": "stats", "hostname": "w1@host", "worker": "w1@host",',
         '   "reply": {...}, "received": 1795310000.5}',
         "",
-        "With --each, one line per item of a list reply, with \"item\" instead of \"reply\", "
-        "and \"uuid\" for task items (active, reserved, scheduled, revoked) so they pipe into "
-        "cctl revoke - and cctl terminate SIG -."])))
+        "With --each, one line per item of a list reply instead: a task item's fields at the top level "
+        "plus \"uuid\" (active, reserved, scheduled; revoked items are just \"uuid\"), so they pipe into "
+        "cctl revoke - and cctl terminate SIG -; a registered item is \"name\"."])))
     parser.man_sections.append(("EXAMPLES", "\n".join([
         "  cctl ping -d w1@host,w2@host",
         "  cctl stats | jq -c '{worker, pool: .reply.pool.\"max-concurrency\"}'",

@@ -21,7 +21,6 @@ or SIGTERM take a last snapshot and exit 0; Ctrl-C exits 130.
 
 import atexit
 import os
-import re
 import signal
 import stat
 import sys
@@ -50,12 +49,11 @@ SNAPSHOT_RECORD = (
 
 def build_parser():
     from celops.core import sinks
+    from celops.core.events import add_source_options
 
     parser = cli.command_parser(
         "cev-cam", __doc__, timeout=5.0,
         timeout_help="give up on the broker after this long (live mode)")
-    from celops.core.events import add_source_options
-
     cli.add_input_options(parser, "event records (cev-dump's output)")
     parser.add_argument("--live", action="store_true",
                         help="read events from the broker even when standard input is a pipe")
@@ -70,9 +68,9 @@ def build_parser():
                         help="one snapshot only, at the end of input or after --duration")
     timing.add_argument("--duration", type=cli.positive_float, metavar="SECONDS",
                         help="stop after this long (with a last snapshot)")
-    timing.add_argument("--max-tasks", type=positive_int, default=10000, metavar="N",
+    timing.add_argument("--max-tasks", type=cli.whole_number(1), default=10000, metavar="N",
                         help="keep at most N tasks, oldest out first (default 10000)")
-    timing.add_argument("--max-workers", type=positive_int, default=5000, metavar="N",
+    timing.add_argument("--max-workers", type=cli.whole_number(1), default=5000, metavar="N",
                         help="keep at most N workers, oldest out first (default 5000)")
     output = parser.add_argument_group("sinks")
     output.add_argument("--sink", choices=("ndjson", "sqlite", "prom"), default="ndjson",
@@ -107,24 +105,17 @@ def build_parser():
     return parser
 
 
-def positive_int(text):
-    value = int(cli.positive_float(text))
-    if value != float(text):
-        raise ValueError(text)
-    return value
-
-
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
-
-
 def parse_rate(text):
-    """celery's rate syntax (``10/m``) as snapshots per second."""
+    """--maxrate: celery's rate syntax (``10/m``) as snapshots per second."""
     import argparse
 
-    match = _RATE.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"not a rate like 10/m: {text!r}")
-    return float(match.group(1)) / {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+    try:
+        rate = cli.rate_per_second(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return rate
 
 
 class TokenBucket:

@@ -6,7 +6,6 @@ the broker URL's vhost. celery's internal queues (pidbox mailboxes, reply
 queues, celeryev.* event queues) are hidden unless --all.
 """
 
-
 from celops.core import cli
 from celops.core.rabbit import add_management_option
 

@@ -65,10 +65,8 @@ def run(ctx):
     args = ctx.args
     broker = ctx.broker
     peek = _redis_messages if broker.transport == "redis" else _rabbit_messages
-    from celops.core.ndjson import dumps
-
     for record in peek(ctx, broker, args.queue, args.offset, args.limit or None):
-        ctx.out.write_encoded(dumps(record))
+        ctx.out.write(record)
     return 0
 
 

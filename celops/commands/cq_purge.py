@@ -12,7 +12,6 @@ that is a usage error, exit 2. --dry-run prints the records a purge would
 print, exactly, and removes nothing.
 """
 
-
 from celops.core import cli
 from celops.core.exits import CelopsError, UsageError
 from celops.core.rabbit import add_management_option
@@ -198,18 +197,10 @@ class RabbitPurger:
                 for queue in queues]
 
     def purge(self, queues):
+        from celops.core.queues import on_queue
+
         for queue in queues:
-            channel = self.connection.channel()
-            try:
-                purged = channel.queue_purge(queue)
-            except self.connection.channel_errors as exc:
-                if getattr(exc, "code", None) != 404:
-                    raise
-                self.ctx.warn(f"no such queue: {queue!r}")
-                purged = 0
-            finally:
-                if channel.is_open:
-                    channel.close()
+            purged = on_queue(self.connection, queue, self.ctx.warn, 0, lambda channel: channel.queue_purge(queue))
             yield {"type": "queue", "queue": queue, "purged": purged or 0}
 
 

@@ -7,6 +7,7 @@ traceback without ``--debug``.
 
 import argparse
 import os
+import re
 import sys
 
 from celops import __version__
@@ -125,6 +126,18 @@ def positive_float(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
+
+
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)(?:/([smh]))?$")
+_RATE_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def rate_per_second(text):
+    """celery's rate syntax (``10/s``, ``5/m``, ``100/h``; a bare number is per second) as a float per second."""
+    match = _RATE.match(text.strip())
+    if not match:
+        raise ValueError(f"not a rate: {text!r} (e.g. 10/s, 5/m, 100/h)")
+    return float(match.group(1)) / _RATE_UNIT_SECONDS[match.group(2)]
 
 
 def whole_number(minimum):

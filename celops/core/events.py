@@ -477,8 +477,6 @@ class ProtocolError(ConnectionError):
     """The Redis byte stream is not what a pattern subscription sends."""
 
 
-
-
 def _text(raw):
     return raw.decode("utf-8", "replace")
 

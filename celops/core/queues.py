@@ -176,15 +176,20 @@ def _declared_length(connection, name, warn):
 
 def declare_passive(connection, name, warn):
     """``(ready, consumers)`` of a queue by passive declare; a missing queue counts 0."""
+    return on_queue(connection, name, warn, (0, 0),
+                    lambda channel: tuple(channel.queue_declare(queue=name, passive=True))[1:])
+
+
+def on_queue(connection, name, warn, missing, operation):
+    """``operation(channel)`` on a channel of its own (a 404 closes it); a missing queue warns, gives ``missing``."""
     channel = connection.channel()
     try:
-        _, ready, consumers = channel.queue_declare(queue=name, passive=True)
-        return ready, consumers
+        return operation(channel)
     except connection.channel_errors as exc:
         if getattr(exc, "code", None) != 404:
             raise
         warn(f"no such queue: {name!r}")
-        return 0, 0
+        return missing
     finally:
         if channel.is_open:
             channel.close()

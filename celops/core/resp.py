@@ -1,8 +1,8 @@
-"""A minimal Redis client for the cq-* commands: one socket, pipelined commands, hiredis parsing.
+"""A minimal Redis client: one socket, pipelined commands, hiredis parsing (cq-*, cctl, cev-dump's connect).
 
 Why not redis-py: version 8 takes about 0.25 s just to import (it pulls in
 asyncio and its observability layer), most of cq-len's 0.35 s budget from a
-cold start, and the cq-* commands need only pipelines of plain commands.
+cold start, and the commands need only pipelines of plain commands.
 hiredis (redis-py's own optional parser) does the parsing.
 """
 

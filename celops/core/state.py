@@ -117,9 +117,12 @@ class State:
     def __init__(self, max_tasks=10000, max_workers=5000):
         self.max_tasks = max_tasks
         self.max_workers = max_workers
+        # Eviction order, oldest first, kept beside each table: deleting from
+        # the front of a big dict (del d[next(iter(d))]) gets slower each time.
         self.tasks = {}
-        self._arrivals = deque()  # uuids, oldest first: eviction order (a dict's front is slow to pop)
+        self._arrivals = deque()  # uuids
         self.workers = {}
+        self._worker_arrivals = deque()  # hostnames
         self.event_count = 0
         self.gaps = 0
         self.errors = 0
@@ -224,8 +227,10 @@ class State:
         worker = workers.get(hostname)
         if worker is None:
             worker = workers[hostname] = Worker(hostname)
-            if len(workers) > self.max_workers:
-                del workers[next(iter(workers))]
+            arrivals = self._worker_arrivals
+            arrivals.append(hostname)
+            if len(arrivals) > self.max_workers:
+                workers.pop(arrivals.popleft(), None)
         return worker
 
     def _worker_event(self, subject, record, local_received):

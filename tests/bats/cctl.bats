@@ -44,11 +44,11 @@ setup() { load helpers; redis_worker_env; }
 }
 
 @test "bash completion: command names and live worker names for -d" {
-  run bash -c "source '$ROOT/completions/bash/cctl'; COMP_WORDS=(cctl rev); COMP_CWORD=1; _shtab_cctl; printf '%s\n' \"\${COMPREPLY[@]}\""
+  run complete_line cctl cctl rev
   assert_success
   assert_output --partial "revoke"
   assert_output --partial "revoke_by_stamped_headers"
-  run bash -c "source '$ROOT/completions/bash/cctl'; COMP_WORDS=(cctl ping -d ''); COMP_CWORD=3; _shtab_cctl; printf '%s\n' \"\${COMPREPLY[@]}\""
+  run complete_line cctl cctl ping -d ''
   assert_success
   assert_output --partial "$WORKER"
 }

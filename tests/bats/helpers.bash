@@ -50,10 +50,29 @@ stop_worker() {
 # commands and send_tasks at it.
 redis_worker_up() { start_redis; start_worker "$REDIS_URL"; }
 redis_worker_down() { kill -CONT -- "-$WORKER_PID" 2>/dev/null || true; stop_worker; stop_redis; }
-redis_worker_env() { export BROKER="$REDIS_URL" CELOPS_BROKER_URL="$REDIS_URL"; }
+redis_worker_env() { broker_env "$REDIS_URL"; }
+# rabbit_worker_up / rabbit_worker_down: the same on a private RabbitMQ vhost (setup: broker_env "$AMQP_URL").
+rabbit_worker_up() { start_vhost; start_worker "$AMQP_URL"; }
+rabbit_worker_down() { stop_worker; stop_vhost; }
+# broker_env URL: the commands and send_tasks go to URL.
+broker_env() { export BROKER="$1" CELOPS_BROKER_URL="$1"; }
 
 # send_tasks BROKER_URL QUEUE TASK ARGS_JSON [COUNT]: publish tests.app task messages; prints their ids.
 send_tasks() { support send "$@"; }
+
+# send_when_reading BROKER_URL QUEUE TASK ARGS_JSON: in the background, send the task once one more
+# event reader than now listens (the command the test runs next); `wait $!` for it.
+send_when_reading() {
+  local readers; readers="$(BROKER="$1" event_readers)"
+  ( BROKER="$1" wait_until 20 event_readers_at_least $((readers + 1)) && send_tasks "$@" >/dev/null ) &
+}
+
+# complete_line COMMAND WORD...: what bash completion offers for the last word (live names from $CELOPS_BROKER_URL).
+complete_line() {
+  bash -c 'source "$1/completions/bash/$2"; shift 2
+    COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+    "_shtab_${1//-/_}" "$1" "${!#}" "$1"; printf "%s\n" "${COMPREPLY[@]}"' _ "$ROOT" "$@"
+}
 
 # wait_until SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds; fail after SECONDS.
 wait_until() {

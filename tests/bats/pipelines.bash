@@ -2,14 +2,13 @@
 # pipelines_rabbitmq.bats (RabbitMQ) against a shared worker: setup_file
 # exports BROKER, CELOPS_BROKER_URL, WORKER and WORKER_PID.
 
-# Pipeline 2: cev-dump --type task-failed | jq -r .exception shows the exception.
-# A sender loop keeps failing tasks coming until cev-dump (subscribed at some
-# point) has seen one, so no readiness guess is needed.
+# Pipeline 2: cev-dump --type task-failed | jq -r .exception shows the exception;
+# the failing task is sent once cev-dump listens.
 pipeline_failed_exception() {
-  ( while :; do send_tasks "$BROKER" celery tests.app.fail '["pipeline two"]' >/dev/null; sleep 0.5; done ) &
+  send_when_reading "$BROKER" celery tests.app.fail '["pipeline two"]'
   local sender=$!
   run --separate-stderr bash -c "set -o pipefail; cev-dump --type task-failed --limit 1 -t 30 | jq -r .exception"
-  kill "$sender"; wait "$sender" 2>/dev/null || true
+  wait "$sender"
   assert_success
   assert_output "ValueError('pipeline two')"
   [ -z "$stderr" ]
@@ -36,7 +35,7 @@ pipeline_revoke_queued() {
   wait_until 30 grep -q "Task tests.app.add\[$adder\] succeeded" "$BATS_FILE_TMPDIR/$WORKER.log"
   for id in $sleepers; do
     grep -q "Discarding revoked task: tests.app.sleep\[$id\]" "$BATS_FILE_TMPDIR/$WORKER.log"
-    ! grep -q "tests.app.sleep\[$id\] succeeded" "$BATS_FILE_TMPDIR/$WORKER.log"
+    run ! grep -q "tests.app.sleep\[$id\] succeeded" "$BATS_FILE_TMPDIR/$WORKER.log"
   done
   run cctl active --each -d "$WORKER"
   refute_output --partial tests.app.sleep

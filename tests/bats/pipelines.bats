@@ -106,7 +106,6 @@ assert_numbered_errors() {
     cq-ls; cq-len; cq-len --watch 1 vocabulary | head -1; cq-peek vocabulary; cq-purge -Q vocabulary --dry-run
     cctl ping; cctl stats; cctl active --each; cctl registered --each; cctl revoke "$ids"; cctl revoked --each
     cev-cam --once --tasks "$saved"
-    printf '%s\n' '{"type":"celops-gap","reason":"test","since":1.0,"until":2.0,"dropped":null}'
   } > "$out"
   cctl terminate SIGKILL "$ids" >/dev/null
   run support check-records < "$out"

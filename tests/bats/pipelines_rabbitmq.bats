@@ -3,23 +3,9 @@
 # (pipelines 1, 2, 6), cq-peek through the management API feeding revoke (3),
 # broadcasts feeding terminate (4) and | head -1 (7).
 
-setup_file() {
-  load helpers
-  start_vhost
-  start_worker "$AMQP_URL"
-}
-
-teardown_file() {
-  load helpers
-  stop_worker
-  stop_vhost
-}
-
-setup() {
-  load helpers
-  load pipelines
-  export BROKER="$AMQP_URL" CELOPS_BROKER_URL="$AMQP_URL"
-}
+setup_file() { load helpers; rabbit_worker_up; }
+teardown_file() { load helpers; rabbit_worker_down; }
+setup() { load helpers; load pipelines; broker_env "$AMQP_URL"; }
 
 @test "rabbitmq pipeline 1: cev-dump --limit N | cev-cam --once counts the tasks that ran" {
   pipeline_dump_to_camera

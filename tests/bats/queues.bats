@@ -73,11 +73,7 @@ setup() { load helpers; }
 }
 
 @test "queue names complete live from cq-ls, one candidate per queue even with spaces" {
-  complete_line() {  # complete_line COMMAND WORD...: what bash offers for the last word
-    CELOPS_BROKER_URL="$REDIS_URL" bash -c 'source "$1/completions/bash/$2"; shift 2
-      COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
-      "_shtab_${1//-/_}" "$1" "${!#}" "$1"; printf "%s\n" "${COMPREPLY[@]}"' _ "$ROOT" "$@"
-  }
+  export CELOPS_BROKER_URL="$REDIS_URL"
   run complete_line cq-len cq-len "bats o"
   assert_output $'bats one'
   run complete_line cq-peek cq-peek bats

@@ -8,10 +8,10 @@ teardown_file() { load helpers; redis_worker_down; }
 setup() { load helpers; redis_worker_env; }
 
 @test "recipe: watching failures live" {
-  ( while :; do send_tasks "$BROKER" celery tests.app.fail '["card declined"]' >/dev/null; sleep 0.5; done ) &
+  send_when_reading "$BROKER" celery tests.app.fail '["card declined"]'
   local sender=$!
   run --separate-stderr bash -c "set -o pipefail; cev-dump --type task-failed --limit 1 -t 30 | jq -r '[.hostname, .name, .uuid, .exception] | @tsv'"
-  kill "$sender"; wait "$sender" 2>/dev/null || true
+  wait "$sender"
   assert_success
   assert_output --regexp "^$WORKER	tests\.app\.fail	[0-9a-f-]{36}	ValueError\('card declined'\)$"
 }
