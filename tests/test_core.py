@@ -15,6 +15,7 @@ import pytest
 from celops.commands import COMMANDS
 from celops.core import cli
 from celops.core.broker import Broker, resolve
+from celops.core.broker import within as broker_within
 from celops.core.ndjson import MAX_LINE_BYTES, Reader, dumps
 from celops.core.redact import redact, redact_url
 from tests.conftest import run_bin, run_command
@@ -255,9 +256,69 @@ def test_unexpected_error_is_one_line_without_debug_and_a_traceback_with():
         return cli.execute(_echo_parser, boom, argv, io)
 
     quiet = run_command(main, [])
-    assert quiet.status == 1 and quiet.stderr == "echo-records: error: RuntimeError: amqp://u:***@h// exploded\n"
+    assert quiet.status == 70 and quiet.stderr == (
+        "echo-records: error: internal error: RuntimeError: amqp://u:***@h// exploded (--debug shows where)\n")
     loud = run_command(main, ["--debug"])
-    assert loud.status == 1 and "Traceback" in loud.stderr
+    assert loud.status == 70 and "Traceback" in loud.stderr
+    prefix = run_command(main, ["--debu"])  # argparse takes the prefix: so must the wrapper
+    assert prefix.status == 70 and "Traceback" in prefix.stderr
+
+
+def test_a_missing_module_is_a_missing_dependency_not_a_broken_broker():
+    def needs_hiredis(ctx):
+        from celops.core.broker import within
+
+        def connect():
+            import celops_no_such_module  # noqa: F401
+        within(1.0, connect, "redis://:pw@localhost:6379/0")
+
+    result = run_command(lambda argv, io: cli.execute(_echo_parser, needs_hiredis, argv, io), [])
+    assert result.status == 78, result
+    assert "'celops_no_such_module' is not installed" in result.stderr and "cannot reach" not in result.stderr
+
+
+def test_an_unreachable_broker_is_said_once():
+    from celops.core.exits import BrokerUnavailable
+
+    def connect():
+        raise BrokerUnavailable("redis://:pw@h:6999/0", "timed out")
+
+    with pytest.raises(BrokerUnavailable) as caught:
+        broker_within(1.0, connect, "redis://:pw@h:6999/0")
+    assert str(caught.value) == "cannot reach broker redis://:***@h:6999/0: timed out"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e308", "0", "-1"])
+def test_numbers_are_finite_and_in_range(value):
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.positive_float(value)
+
+
+@pytest.mark.parametrize("text, problem", [("", "empty"), ("  ", "blank"), (" q", "leading or trailing space in"),
+                                           ("a\x00b", "control character in"), ("q1", None)])
+def test_name_problems(text, problem):
+    assert cli.name_problem(text) == problem
+
+
+@pytest.mark.parametrize("text", ["", ",", "a,,b", "a, b", "a,"])
+def test_a_list_of_names_never_holds_an_empty_one(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.name_list("queue name")(text)
+
+
+@pytest.mark.parametrize("url, says", [
+    ("redis://127.0.0.1:notaport/0", "bad broker URL"),
+    ("redis://[::1", "bad broker URL"),
+    ("redis://:s3cret@127.0.0.1:6379/abc", "the Redis database must be a number"),
+    ("ftp://h/", "unsupported broker URL scheme"),
+])
+def test_bad_broker_urls_are_usage_errors(url, says):
+    from celops.core.broker import Broker
+    from celops.core.exits import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        Broker(url, "--broker")
+    assert says in str(caught.value) and "s3cret" not in str(caught.value)
 
 
 # Fast start ------------------------------------------------------------------------------

@@ -106,3 +106,22 @@ def test_rabbitmq_purge(rabbit_vhost, unique):
     assert cleared.records[0]["purged"] == 0
     unacked = run_command(cq_purge.main, ["-b", url, "-Q", unique, "-f", "--unacked"])
     assert unacked.status == 2 and "RabbitMQ" in unacked.stderr
+
+
+def test_an_empty_queue_name_is_a_usage_error_never_everything(fresh_redis_url, unique):
+    """cq-purge -Q "$QUEUE" -f with QUEUE unset used to empty every queue of the broker."""
+    url = fresh_redis_url
+    publish(url, [(q, 0, (1, 1)) for q in (unique, "keep")])
+    for queues in (["-Q", ""], ["-Q", ","], ["-Q", f"{unique},,keep"], ["-Q", " "], ["-Q", unique, "-X", ""]):
+        result = run_bin("cq-purge", "-b", url, *queues, "-f")
+        assert result.status == 2 and "queue name" in result.stderr and result.stdout == b"", (queues, result)
+    assert lengths(url, unique, "keep") == {unique: 1, "keep": 1}
+
+
+def test_every_option_that_names_things_refuses_an_empty_name(fresh_redis_url):
+    for command, argv in [("cq-len", [""]), ("cq-peek", [""]), ("cctl", ["ping", "-d", ""]),
+                          ("cctl", ["ping", "-d", "w1@h,"]), ("cev-dump", ["--type", ""]),
+                          ("cev-dump", ["--task", ","]), ("cev-dump", ["--hostname", ""]),
+                          ("cctl", ["revoke", "x", "--id-field", ""])]:
+        result = run_bin(command, "-b", fresh_redis_url, *argv, "-t", "1")
+        assert result.status == 2 and "empty" in result.stderr, (command, argv, result)

@@ -133,7 +133,7 @@ def build_parser():
                         help=f"one of {', '.join(COMMANDS)} (their arguments: man cctl, COMMANDS)")
     parser.add_argument("arguments", nargs="*", metavar="ARG", help="the command's arguments")
     cli.complete_with(parser.add_argument(
-        "-d", "--destination", action="append", metavar="W1@HOST,W2@HOST",
+        "-d", "--destination", action="extend", type=cli.name_list("worker name"), metavar="W1@HOST,W2@HOST",
         help="only these workers (comma-separated, repeatable); return as soon as they all replied"),
         cli.WORKER_NAMES)
     parser.add_argument("--expect", type=cli.whole_number(1), metavar="N",
@@ -149,10 +149,10 @@ def build_parser():
     parser.add_argument("--exchange", help="add_consumer: the queue's exchange (default: the queue name)")
     parser.add_argument("--exchange-type", metavar="TYPE", help="add_consumer: direct, topic or fanout")
     parser.add_argument("--routing-key", metavar="KEY", help="add_consumer: the binding's routing key")
-    parser.add_argument("--modules", type=lambda text: [m for m in text.split(",") if m], metavar="M1,M2",
+    parser.add_argument("--modules", type=cli.name_list("module name"), metavar="M1,M2",
                         help="pool_restart: modules to import (or reload with --reload)")
     parser.add_argument("--reload", action="store_true", help="pool_restart: reload modules already imported")
-    parser.add_argument("--id-field", action="append", metavar="FIELD",
+    parser.add_argument("--id-field", action="append", type=cli.name("field name"), metavar="FIELD",
                         help="with -: the field of NDJSON input holding the task id (repeatable; dots walk "
                              f"into objects); default: the first present of {', '.join(DEFAULT_ID_FIELDS)}")
     parser.add_argument("--batch-size", type=cli.whole_number(1), default=1000, metavar="N",
@@ -210,7 +210,7 @@ def parse_request(args):
                          f"{synopsis(name, command)}")
     if extra.count("-") > 1 or ("-" in extra and not command.ids):
         raise UsageError(f"{name}: - (ids from stdin) may be given once, to revoke, terminate or query_task")
-    destination = [worker for item in args.destination or () for worker in item.split(",") if worker]
+    destination = list(dict.fromkeys(args.destination or ()))
     if command.destructive and not destination and not args.all:
         raise UsageError(f"{name} would go to every worker: name them with -d, or add --all")
     arguments.update(_option_arguments(args, name, extra))

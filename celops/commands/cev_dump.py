@@ -27,13 +27,13 @@ def build_parser():
         "cev-dump", __doc__, timeout=None,
         timeout_help="stop after this many seconds without writing a record (default: never)")
     filters = parser.add_argument_group("filters")
-    filters.add_argument("--type", action="append", metavar="GLOB",
+    filters.add_argument("--type", action="extend", type=cli.name_list("event type glob"), metavar="GLOB",
                          help="only events of these types: task-failed, task-*; repeatable or comma-separated")
-    filters.add_argument("--task", action="append", metavar="GLOB",
+    filters.add_argument("--task", action="extend", type=cli.name_list("task name glob"), metavar="GLOB",
                          help="only task events of tasks whose name matches; the name comes with task-received or "
                               f"task-sent and is remembered by uuid for the latest {TASK_NAMES_KEPT // 2:,} to "
                               f"{TASK_NAMES_KEPT:,} tasks; repeatable")
-    cli.complete_with(filters.add_argument("--hostname", action="append", metavar="GLOB",
+    cli.complete_with(filters.add_argument("--hostname", action="extend", type=cli.name_list("hostname glob"), metavar="GLOB",
                                            help="only events of workers whose hostname matches; repeatable"),
                       cli.WORKER_NAMES)
     filters.add_argument("--no-heartbeats", action="store_true", help="leave out worker-heartbeat events")
@@ -66,8 +66,7 @@ class Matcher:
     """Globs compiled once, answers cached per value (types and hostnames are few)."""
 
     def __init__(self, globs):
-        patterns = [glob.strip() for text in globs for glob in text.split(",") if glob.strip()]
-        self._match = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
+        self._match = re.compile("|".join(fnmatch.translate(glob) for glob in globs)).match
         self._seen = {}
 
     def __call__(self, value):

@@ -20,11 +20,12 @@ from celops.core.rabbit import add_management_option
 def build_parser():
     parser = cli.command_parser("cq-purge", __doc__, timeout=5.0)
     cli.complete_with(parser.add_argument(
-        "-Q", "--queues", action="append", default=[], metavar="QUEUE[,QUEUE...]",
-        help="purge these queues (repeatable; comma-separated)"), cli.QUEUE_NAMES)
+        "-Q", "--queues", action="extend", type=cli.name_list("queue name"), metavar="QUEUE[,QUEUE...]",
+        help="purge these queues (repeatable; comma-separated; an empty name is an error, never \"all\")"),
+        cli.QUEUE_NAMES)
     cli.complete_with(parser.add_argument(
-        "-X", "--exclude-queues", action="append", default=[], metavar="QUEUE[,QUEUE...]",
-        help="but not these (repeatable; comma-separated)"), cli.QUEUE_NAMES)
+        "-X", "--exclude-queues", action="extend", type=cli.name_list("queue name"), default=[],
+        metavar="QUEUE[,QUEUE...]", help="but not these (repeatable; comma-separated)"), cli.QUEUE_NAMES)
     parser.add_argument("-f", "--force", action="store_true", help="purge without asking (needed without a TTY)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be purged; remove nothing")
     parser.add_argument("--unacked", action="store_true",
@@ -72,13 +73,10 @@ def run(ctx):
     return 0
 
 
-def _split(values):
-    return [name for value in values for name in value.split(",") if name]
-
-
 def _selected_queues(ctx, broker, purger):
-    excluded = set(_split(ctx.args.exclude_queues))
-    names = _split(ctx.args.queues) or broker.queues or purger.existing()
+    """-Q's queues (None when -Q was not given at all: never when it was given empty), less -X's."""
+    excluded = set(ctx.args.exclude_queues)
+    names = ctx.args.queues if ctx.args.queues is not None else broker.queues or purger.existing()
     return [name for name in dict.fromkeys(names) if name not in excluded]
 
 

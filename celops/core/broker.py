@@ -11,7 +11,7 @@ import sys
 import threading
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from celops.core.exits import BrokerUnavailable, UsageError
+from celops.core.exits import BrokerUnavailable, CelopsError, MissingDependency, UsageError
 from celops.core.redact import redact_url
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -34,16 +34,22 @@ class Broker:
         self.transport_options = dict(transport_options or {})
         self.queues = queues
         self.app = app
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            self.port = parts.port
+        except ValueError as exc:  # a port that is not a number, an unclosed [IPv6 bracket
+            raise UsageError(f"bad broker URL {redact_url(url)}: {redact_url(str(exc))}") from None
         self.transport = _TRANSPORTS.get(parts.scheme)
         if self.transport is None:
             raise UsageError(f"unsupported broker URL scheme {parts.scheme!r} in {redact_url(url)} "
                              "(use redis://, rediss://, amqp:// or amqps://)")
         self.host = parts.hostname or "localhost"
-        self.port = parts.port
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.path = parts.path
+        if self.transport == "redis" and self.path.strip("/") and not self.path.strip("/").isdigit():
+            raise UsageError(f"bad broker URL {redact_url(url)}: the Redis database must be a number, "
+                             f"not {self.path.strip('/')!r}")
 
     def __repr__(self):
         return f"<Broker {self.redacted_url} from {self.source}>"
@@ -163,8 +169,10 @@ def within(timeout, connect, url):
         raise BrokerUnavailable(url, f"no answer within {timeout:g}s")
     if "error" in outcome:
         exc = outcome["error"]
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise exc
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, CelopsError)):
+            raise exc  # already in plain words: wrapping it again would say "cannot reach" twice
+        if isinstance(exc, ModuleNotFoundError):
+            raise MissingDependency(exc.name) from exc  # a missing module is not a broker down
         raise BrokerUnavailable(url, redact_url(_reason(exc))) from exc
     return outcome["value"]
 
@@ -178,6 +186,8 @@ def _reason(exc):
 
 def resolve(args, environ=os.environ):
     """The Broker the command's options and environment point at (see module doc)."""
+    if getattr(args, "broker", None) == "":
+        raise UsageError("empty broker URL (-b ''): is a shell variable unset?")
     app = load_app(args.app) if getattr(args, "app", None) else None
     candidates = [
         (getattr(args, "broker", None), "--broker"),
@@ -199,9 +209,12 @@ def load_app(spec):
     from celery.app.utils import find_app
 
     try:
-        return find_app(spec)
+        app = find_app(spec)
     except Exception as exc:
         raise UsageError(f"cannot load app {spec!r}: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(app, "conf") or not hasattr(app, "amqp"):
+        raise UsageError(f"cannot load app {spec!r}: it names a {type(app).__name__}, not a Celery app")
+    return app
 
 
 def app_broker_url(app):

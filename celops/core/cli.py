@@ -6,17 +6,19 @@ traceback without ``--debug``.
 """
 
 import argparse
+import math
 import os
 import re
 import sys
 
 from celops import __version__
-from celops.core.exits import CelopsError, ExitStatus, UsageError
+from celops.core.exits import EXIT_MEANINGS, CelopsError, ExitStatus, MissingDependency, UsageError
 
-EXIT_STATUS_SECTION = (
-    "0 ok; 1 the job's own negative result (no replies, threshold exceeded); "
-    "2 usage error; 65 bad input data; 69 broker unavailable; 130 interrupted (Ctrl-C)."
-)
+EXIT_STATUS_SECTION = "; ".join(f"{int(status)} {meaning}" for status, meaning in EXIT_MEANINGS.items()) + "."
+
+# The largest number any option takes: past it a value is a typo or an overflow
+# waiting to happen (1e308 seconds), not a wish.
+MAX_NUMBER = 10_000_000
 
 # Live completion helpers, shared by the bash and zsh scripts. They are bounded
 # by `timeout` and the commands' own -t, so a dead broker never hangs a shell.
@@ -119,12 +121,17 @@ def add_input_options(parser, what="NDJSON records"):
 
 
 def positive_float(text):
+    """A finite number above 0 and at most MAX_NUMBER (nan, inf and 1e308 are typos, not durations)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if value > MAX_NUMBER:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_NUMBER}: {text!r}")
     return value
 
 
@@ -140,8 +147,8 @@ def rate_per_second(text):
     return float(match.group(1)) / _RATE_UNIT_SECONDS[match.group(2)]
 
 
-def whole_number(minimum):
-    """An argparse type for whole numbers of at least ``minimum``."""
+def whole_number(minimum, maximum=None):
+    """An argparse type for whole numbers from ``minimum`` to ``maximum`` (default: no limit)."""
 
     def parse(text):
         try:
@@ -150,9 +157,53 @@ def whole_number(minimum):
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}: {text!r}")
         return value
 
     return parse
+
+
+def name(what):
+    """An argparse type for one name (a queue, a worker): never empty, blank or full of control characters.
+
+    An empty name reaching a command usually means an unset shell variable
+    (``cq-purge -Q "$QUEUE"``): it must stop the command, never widen it to "all".
+    """
+
+    def parse(text):
+        problem = name_problem(text)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem} {what}: {text!r}")
+        return text
+
+    return parse
+
+
+def name_list(what):
+    """An argparse type for ``A,B,C``: a list of names, none of them empty (``-Q ''`` and ``-Q a,,b`` are errors).
+
+    Use with ``action="extend"`` so that repeated options add up.
+    """
+    check = name(what)
+
+    def parse(text):
+        return [check(item) for item in text.split(",")]
+
+    return parse
+
+
+def name_problem(text):
+    """Why ``text`` cannot be a name ("empty", "blank", ...), or None when it can."""
+    if text == "":
+        return "empty"
+    if not text.strip():
+        return "blank"
+    if text != text.strip():
+        return "leading or trailing space in"
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        return "control character in"
+    return None
 
 
 class IO:
@@ -244,17 +295,33 @@ def execute(build_parser, run, argv=None, io=None):
         return ExitStatus.INTERRUPTED
     except CelopsError as exc:
         ctx.error(str(exc))
+        if _debugging(ctx, argv):
+            _print_traceback(io)
         return exc.status
+    except ModuleNotFoundError as exc:
+        ctx.error(str(MissingDependency(exc.name)))
+        return MissingDependency.status
     except Exception as exc:  # the last line of defence: one line, no traceback
-        if "--debug" in argv:
-            import traceback
-
-            traceback.print_exc(file=io.stderr)
+        if _debugging(ctx, argv):
+            _print_traceback(io)
         else:
             from celops.core.redact import redact_url
 
-            ctx.error(redact_url(f"{type(exc).__name__}: {exc}"))
-        return ExitStatus.FAILURE
+            ctx.error(redact_url(f"internal error: {type(exc).__name__}: {exc} (--debug shows where)"))
+        return ExitStatus.SOFTWARE
+
+
+def _debugging(ctx, argv):
+    """--debug as argparse understood it (prefixes like --debu included), or as typed if parsing failed."""
+    if ctx.args is not None:
+        return bool(getattr(ctx.args, "debug", False))
+    return "--debug" in argv
+
+
+def _print_traceback(io):
+    import traceback
+
+    traceback.print_exc(file=io.stderr)
 
 
 def _quiet_closed_stdout(io):

@@ -42,7 +42,8 @@ def add_queue_argument(parser, dest="queues", nargs="*", help="queue name"):
     """A positional queue name (or names) that completes live from ``cq-ls``."""
     from celops.core import cli
 
-    return cli.complete_with(parser.add_argument(dest, nargs=nargs, metavar="QUEUE", help=help), cli.QUEUE_NAMES)
+    return cli.complete_with(parser.add_argument(dest, nargs=nargs, type=cli.name("queue name"), metavar="QUEUE",
+                                                 help=help), cli.QUEUE_NAMES)
 
 
 def existing_queues(broker, timeout, management_url=None, include_internal=False, client=None):
