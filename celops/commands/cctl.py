@@ -273,7 +273,7 @@ def run(ctx):
 
             reader = Reader(["-"], ctx.io.stdin, ctx.warn)
             at = ids.index("-")
-            ids[at:at + 1] = reader.values(tuple(args.id_field or DEFAULT_ID_FIELDS))
+            ids[at:at + 1] = reader.values(tuple(args.id_field or DEFAULT_ID_FIELDS), ids=True)
         if not ids:
             ctx.warn("no task ids on input: nothing sent")
             return ExitStatus.DATA_ERROR if reader.bad_lines else ExitStatus.OK

@@ -178,6 +178,10 @@ def within(timeout, connect, url):
 
 
 def _reason(exc):
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return f"host not found ({exc.strerror})"
     text = str(exc).strip()
     if exc.__class__.__name__ == "AccessRefused" or "ACCESS_REFUSED" in text:
         return "authentication refused"
