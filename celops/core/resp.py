@@ -31,6 +31,8 @@ class Redis:
     @classmethod
     def connect(cls, broker, timeout):
         """Connect, AUTH, SELECT and PING within ``timeout``; raises BrokerUnavailable."""
+        import hiredis  # noqa: F401  (first: a missing parser is a missing dependency, whatever the broker says)
+
         from celops.core.broker import within
 
         def connect():
