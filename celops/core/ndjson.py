@@ -16,16 +16,6 @@ import orjson
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: longer lines are errors, not memory blow-ups
 BOM = b"\xef\xbb\xbf"
 
-# What every command that reads names or ids from standard input says in its man page.
-INPUT_RULES = (
-    "Input is read a line at a time; a line longer than 1 MiB is a bad line. A byte order mark at the start of "
-    "a stream is skipped. A line that starts like JSON ({, [ or \") must parse: an object must hold the field "
-    "(a non-empty string), a JSON string counts as its text, anything else is a bad line. A plain line is taken "
-    "as it is (surrounding blanks removed) if it is a plausible name: no control characters, no JSON "
-    "punctuation ({ } \"), no blanks inside a task id, and not a bare JSON number, true, false or null. "
-    "Each bad line is reported as PROG: FILE:LINE: reason, the good lines "
-    "still count, and the exit status is 65."
-)
 _JSON_SCALARS = re.compile(rb"^(-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null)$")
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -141,7 +131,7 @@ class Reader:
                 yield record
 
     def values(self, fields, ids=False):
-        """Yield the names or ids of the input, one per line, by the rules of ``INPUT_RULES``.
+        """Yield the names or ids of the input, one per line, by the rules of ``cli.NAMES_INPUT``.
 
         This is how ids and queue names are piped in: ``a1b2``, or
         ``{"uuid": "a1b2", ...}``. Dotted fields (``request.id``) look inside.
