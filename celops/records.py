@@ -105,10 +105,11 @@ RECORDS = {
             "priority": "int or null: the message's priority property",
             "root_id": "str or null", "parent_id": "str or null",
             "origin": "str or null: pid@host of the sender",
-            "headers": "object: the message headers as sent",
+            "headers": "object: the message headers as sent (kept as sent when not an object; error says so)",
             "size": "int: bytes of the body",
             "body": "str: only for bodies not decoded, e.g. \"<pickle, 120 bytes>\"",
-            "error": "str: only when the body could not be decoded",
+            "error": "str: only when part of the message could not be decoded (headers or a field of the wrong "
+                     "type, which is then null; a body that is not valid base64 or JSON): what is wrong",
         },
     },
     "snapshot": {
@@ -148,6 +149,7 @@ RECORDS = {
         "summary": "Something in the stream could not be decoded; the stream goes on.",
         "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes",
                    "queue": "str: the queue it was in (cq-peek)",
+                   "key": "str: the Redis key that is not what the queue needs, e.g. not a list (cq-peek)",
                    "local_received": "float: epoch seconds (cev-dump)",
                    "channel": "str: the Redis channel it came on (cev-dump on Redis)"},
     },
