@@ -73,15 +73,18 @@ RECORDS = {
             "queue": "str: queue name",
             "broker": "str: redacted broker URL (cq-ls)",
             "messages": "int: messages in the queue (cq-len; Redis: the sum of its priority lists, "
-                        "unacked not included; RabbitMQ management API: ready + unacked)",
-            "ready": "int: messages waiting to be delivered (cq-len)",
+                        "unacked not included; RabbitMQ: ready + unacked, when unacked is known)",
+            "ready": "int: messages waiting to be delivered (cq-len; on RabbitMQ live, from a passive queue_declare)",
             "unacked": "int or null: delivered, not yet acknowledged; null when unknown (cq-len)",
-            "consumers": "int or null: consumers (cq-len; RabbitMQ only)",
+            "consumers": "int or null: consumers (cq-len; RabbitMQ only, live from a passive queue_declare)",
             "memory": "int or null: bytes the broker uses for the queue (cq-len; RabbitMQ management API only)",
             "by_priority": "object or null: messages per priority list, keyed by step as a string, "
                            "e.g. {\"0\": 5, \"3\": 0, \"6\": 1, \"9\": 0} (cq-len; Redis only)",
-            "source": "str: where the counts come from: redis, management (RabbitMQ management API) or "
-                      "amqp (passive queue_declare: ready and consumers only) (cq-len)",
+            "source": "str: where the counts come from: redis; amqp+management (RabbitMQ: ready and consumers "
+                      "from a passive queue_declare, unacked and memory from the management API); or amqp "
+                      "(queue_declare only: the API unreachable, or no statistics yet) (cq-len)",
+            "stats_age": "float or null: seconds since the management API sampled unacked and memory, by its own "
+                         "timestamps; null when they are not from it (cq-len, RabbitMQ)",
             "timestamp": "float: epoch seconds of the batch (cq-len --watch)",
             "purged": "int: messages removed, or that would be with --dry-run (cq-purge)",
             "unacked_purged": "int: unacked-hash entries removed (cq-purge --unacked, Redis)",

@@ -73,9 +73,10 @@ class Management:
         """``queues/<vhost>/<name>`` with every part percent-encoded (``/`` is ``%2F``)."""
         return "/".join(quote(part, safe="") for part in (parts[0], self.vhost, *parts[1:]))
 
-    def queues(self, columns=None):
-        """Every queue of the broker's vhost, as the API describes them."""
-        params = {"columns": ",".join(columns)} if columns else {}
+    def queues(self, columns=None, **params):
+        """Every queue of the broker's vhost, as the API describes them (``params``: e.g. lengths_age)."""
+        if columns:
+            params["columns"] = ",".join(columns)
         return self.get(self.vhost_path("queues"), **params) or []
 
     def get_messages(self, queue, count):
