@@ -73,15 +73,18 @@ RECORDS = {
             "queue": "str: queue name",
             "broker": "str: redacted broker URL (cq-ls)",
             "messages": "int: messages in the queue (cq-len; Redis: the sum of its priority lists, "
-                        "unacked not included; RabbitMQ management API: ready + unacked)",
-            "ready": "int: messages waiting to be delivered (cq-len)",
+                        "unacked not included; RabbitMQ: ready + unacked, when unacked is known)",
+            "ready": "int: messages waiting to be delivered (cq-len; on RabbitMQ live, from a passive queue_declare)",
             "unacked": "int or null: delivered, not yet acknowledged; null when unknown (cq-len)",
-            "consumers": "int or null: consumers (cq-len; RabbitMQ only)",
+            "consumers": "int or null: consumers (cq-len; RabbitMQ only, live from a passive queue_declare)",
             "memory": "int or null: bytes the broker uses for the queue (cq-len; RabbitMQ management API only)",
             "by_priority": "object or null: messages per priority list, keyed by step as a string, "
                            "e.g. {\"0\": 5, \"3\": 0, \"6\": 1, \"9\": 0} (cq-len; Redis only)",
-            "source": "str: where the counts come from: redis, management (RabbitMQ management API) or "
-                      "amqp (passive queue_declare: ready and consumers only) (cq-len)",
+            "source": "str: where the counts come from: redis; amqp+management (RabbitMQ: ready and consumers "
+                      "from a passive queue_declare, unacked and memory from the management API); or amqp "
+                      "(queue_declare only: the API unreachable, or no statistics yet) (cq-len)",
+            "stats_age": "float or null: seconds since the management API sampled unacked and memory, by its own "
+                         "timestamps; null when they are not from it (cq-len, RabbitMQ)",
             "timestamp": "float: epoch seconds of the batch (cq-len --watch)",
             "purged": "int: messages removed, or that would be with --dry-run (cq-purge)",
             "unacked_purged": "int: unacked-hash entries removed (cq-purge --unacked, Redis)",
@@ -105,10 +108,11 @@ RECORDS = {
             "priority": "int or null: the message's priority property",
             "root_id": "str or null", "parent_id": "str or null",
             "origin": "str or null: pid@host of the sender",
-            "headers": "object: the message headers as sent",
+            "headers": "object: the message headers as sent (kept as sent when not an object; error says so)",
             "size": "int: bytes of the body",
             "body": "str: only for bodies not decoded, e.g. \"<pickle, 120 bytes>\"",
-            "error": "str: only when the body could not be decoded",
+            "error": "str: only when part of the message could not be decoded (headers or a field of the wrong "
+                     "type, which is then null; a body that is not valid base64 or JSON): what is wrong",
         },
     },
     "snapshot": {
@@ -148,6 +152,7 @@ RECORDS = {
         "summary": "Something in the stream could not be decoded; the stream goes on.",
         "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes",
                    "queue": "str: the queue it was in (cq-peek)",
+                   "key": "str: the Redis key that is not what the queue needs, e.g. not a list (cq-peek)",
                    "local_received": "float: epoch seconds (cev-dump)",
                    "channel": "str: the Redis channel it came on (cev-dump on Redis)"},
     },

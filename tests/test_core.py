@@ -166,6 +166,35 @@ def test_unreachable_broker_exits_69_with_one_line(url, reason):
     assert result.stdout == b""
 
 
+@pytest.mark.parametrize("scheme", ["amqp", "rediss"])
+def test_a_kombu_connect_is_one_attempt(scheme):
+    """A broker port that hangs up is reported after ONE connection attempt, not after kombu's 2 s retry."""
+    import socket
+    import threading
+
+    from celops.core.exits import BrokerUnavailable
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def hang_up():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            accepted.append(connection)
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        with pytest.raises(BrokerUnavailable, match="cannot reach broker"):
+            Broker(f"{scheme}://guest:guest@127.0.0.1:{listener.getsockname()[1]}/0", "test").kombu(10)
+    finally:
+        listener.close()
+    assert len(accepted) == 1  # every attempt was accepted (and hung up on) before kombu() gave up
+
+
 def test_rabbitmq_listing_in_a_private_vhost(rabbit_vhost, unique):
     import kombu
 

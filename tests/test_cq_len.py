@@ -89,11 +89,11 @@ def test_rabbitmq_management_api(rabbit_vhost, unique):
     odd = f"{ODD_NAME} {unique}"
     publish(url, [(q, p, (p, 1)) for q in (unique, odd) for p in range(10)])
     result = poll(lambda: run_command(cq_len.main, ["-b", url, unique, odd]),
-                  lambda r: all(x["source"] == "management" and x["messages"] == 10 for x in r.records),
-                  20, "the management API's counts")
+                  lambda r: all(x["source"] == "amqp+management" for x in r.records),
+                  20, "the management API's figures")
     record = by_queue(result)[odd]
-    assert record["ready"] == 10 and record["unacked"] == 0 and record["consumers"] == 0
-    assert record["memory"] > 0 and record["by_priority"] is None
+    assert record["messages"] == record["ready"] == 10 and record["unacked"] == 0 and record["consumers"] == 0
+    assert record["memory"] > 0 and record["by_priority"] is None and 0 <= record["stats_age"] < 60
     everything = by_queue(run_command(cq_len.main, ["-b", url]))
     assert {unique, odd} <= set(everything) and not any(".pidbox" in q for q in everything)
 
@@ -106,6 +106,24 @@ def test_rabbitmq_unreachable_management_api_falls_back_to_declare(rabbit_vhost,
     assert result.status == 0, result
     records = by_queue(result)
     assert records[unique] == {"type": "queue", "queue": unique, "messages": 2, "ready": 2, "unacked": None,
-                               "consumers": 0, "memory": None, "by_priority": None, "source": "amqp"}
+                               "consumers": 0, "memory": None, "by_priority": None, "source": "amqp",
+                               "stats_age": None}
     assert records[f"{unique}-missing"]["messages"] == 0
-    assert "falling back to passive queue_declare" in result.stderr
+    assert "counting by passive queue_declare only (no unacked or memory)" in result.stderr
+
+
+def test_rabbitmq_counts_are_live_not_sampled(rabbit_vhost, unique):
+    """Right after a publish or a purge cq-len says what the queue holds now, not the API's last sample."""
+    import kombu
+
+    url = rabbit_vhost.url()
+    publish(url, [(unique, 0, (n, n)) for n in range(3)])
+    poll(lambda: by_queue(run_command(cq_len.main, ["-b", url, unique]))[unique],
+         lambda record: record["unacked"] is not None, 20, "the management API's figures for the queue")
+    publish(url, [(unique, 0, (n, n)) for n in range(5)])
+    record = by_queue(run_command(cq_len.main, ["-b", url, unique]))[unique]
+    assert (record["messages"], record["ready"], record["source"]) == (8, 8, "amqp+management"), record
+    with kombu.Connection(url) as connection:
+        connection.default_channel.queue_purge(unique)
+    record = by_queue(run_command(cq_len.main, ["-b", url, unique]))[unique]
+    assert (record["messages"], record["ready"]) == (0, 0), record

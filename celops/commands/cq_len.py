@@ -9,10 +9,12 @@ QUEUE + sep + step for steps 3, 6, 9, under the app's global_keyprefix);
 by_priority has each list. A missing list is an empty queue. All lengths
 come from one pipelined round trip however many queues there are.
 
-On RabbitMQ, the counts come from the management API (messages =
-ready + unacked, consumers, memory). When the API cannot be reached, a
-passive queue_declare gives ready messages and consumers only, and the
-record says "source": "amqp".
+On RabbitMQ, ready and consumers come live from a passive queue_declare
+(exact, as of now); unacked and memory, which AMQP does not tell, from the
+management API, whose statistics are samples: stats_age says how old they
+are. messages = ready + unacked. When the API cannot be reached (or has no
+statistics yet for a new queue) unacked and memory are null and the record
+says "source": "amqp".
 """
 
 import time
@@ -40,7 +42,7 @@ def build_parser():
         ("RECORDS",
          '{"type":"queue","queue":NAME,"messages":N,"ready":N,"unacked":N|null,"consumers":N|null,\n'
          '   "memory":BYTES|null,"by_priority":{"0":N,"3":N,"6":N,"9":N}|null,\n'
-         '   "source":"redis"|"management"|"amqp"}'
+         '   "source":"redis"|"amqp+management"|"amqp","stats_age":SECONDS|null}'
          "\n\nWith --watch every record also has \"timestamp\": epoch seconds of its batch."),
         ("UNACKED ON REDIS",
          "A Redis broker keeps each delivered but unacknowledged message in the hash \"unacked\" "
@@ -52,8 +54,9 @@ def build_parser():
          "Unacked messages are not in the lists, so they are not in messages."),
         ("CAVEATS",
          "RabbitMQ's management API samples its statistics (every 5 s by default: collect_statistics_interval), "
-         "so its counts may lag a few seconds behind; a queue too new to have statistics is asked by passive "
-         "queue_declare instead (\"source\": \"amqp\")."),
+         "so unacked and memory may lag a few seconds behind: stats_age is the seconds since the API's newest "
+         "sample (its own timestamps, against this machine's clock). ready and consumers are exact, from a "
+         "passive queue_declare per queue; a queue too new to have statistics has \"source\": \"amqp\"."),
         ("PROMETHEUS",
          "--format prom writes the gauges celery_queue_length{queue}, celery_queue_unacked{queue}, "
          "celery_queue_consumers{queue} and celery_queue_priority_length{queue,priority} (Redis); "

@@ -135,44 +135,52 @@ def _unacked_counts(routes, warn):
 
 # RabbitMQ ------------------------------------------------------------------------
 
-_MANAGEMENT_COLUMNS = ["name", "messages", "messages_ready", "messages_unacknowledged", "consumers", "memory"]
+# What only the management API knows; the samples of unacked carry its timestamps (stats_age).
+_MANAGEMENT_COLUMNS = ["name", "messages_unacknowledged", "messages_unacknowledged_details", "memory"]
 
 
 def rabbit_lengths(broker, connection, queues, timeout, management_url, warn):
-    """Counts from the management API; without it, passive ``queue_declare`` (ready and consumers only).
+    """Counts of RabbitMQ queues: ready and consumers live, unacked and memory from the management API.
 
-    ``queues`` None means every non-internal queue of the vhost. A queue the
-    API has no statistics for yet (just declared) is asked by declare too.
-    Records say which with ``source``: ``management`` or ``amqp``.
+    A passive ``queue_declare`` is exact and current; the API's statistics
+    are samples (every 5 s by default), so only what AMQP cannot tell comes
+    from there, and ``stats_age`` says how old it is. ``queues`` None means
+    every non-internal queue of the vhost (the API lists them; without it,
+    the app's queues or celery's default). ``source`` says ``amqp`` or
+    ``amqp+management``.
     """
+    import time
+
     from celops.core.rabbit import Management
 
     try:
-        described = {queue["name"]: queue
-                     for queue in Management(broker, management_url, timeout).queues(_MANAGEMENT_COLUMNS)}
+        described = {queue["name"]: queue for queue in Management(broker, management_url, timeout).queues(
+            _MANAGEMENT_COLUMNS, lengths_age=10, lengths_incr=5)}
     except BrokerUnavailable as exc:
-        warn(f"{exc}; falling back to passive queue_declare (ready messages and consumers only)")
-        names = queues if queues is not None else sorted(broker.queues or ["celery"])
-        return [_declared_length(connection, name, warn) for name in names]
+        warn(f"{exc}; counting by passive queue_declare only (no unacked or memory)")
+        described = {}
     if queues is None:
         queues = sorted({*described, *(broker.queues or ["celery"])} - {n for n in described if is_internal(n)})
-    records = []
-    for name in queues:
-        queue = described.get(name)
-        if queue is None or queue.get("messages") is None:
-            records.append(_declared_length(connection, name, warn))
-            continue
-        records.append({"type": "queue", "queue": name, "messages": queue["messages"],
-                        "ready": queue.get("messages_ready"), "unacked": queue.get("messages_unacknowledged"),
-                        "consumers": queue.get("consumers"), "memory": queue.get("memory"),
-                        "by_priority": None, "source": "management"})
-    return records
+    now = time.time()
+    return [_rabbit_record(connection, name, described.get(name), now, warn) for name in queues]
 
 
-def _declared_length(connection, name, warn):
+def _rabbit_record(connection, name, described, now, warn):
     ready, consumers = declare_passive(connection, name, warn)
-    return {"type": "queue", "queue": name, "messages": ready, "ready": ready, "unacked": None,
-            "consumers": consumers, "memory": None, "by_priority": None, "source": "amqp"}
+    record = {"type": "queue", "queue": name, "messages": ready, "ready": ready, "unacked": None,
+              "consumers": consumers, "memory": None, "by_priority": None, "source": "amqp", "stats_age": None}
+    if described is not None and described.get("messages_unacknowledged") is not None:  # else too new for stats
+        unacked = described["messages_unacknowledged"]
+        record.update(messages=ready + unacked, unacked=unacked, memory=described.get("memory"),
+                      source="amqp+management", stats_age=_stats_age(described, now))
+    return record
+
+
+def _stats_age(described, now):
+    """Seconds since the API's newest sample of the queue (its own timestamps, ms), or None without samples."""
+    samples = (described.get("messages_unacknowledged_details") or {}).get("samples") or []
+    stamps = [sample["timestamp"] for sample in samples if isinstance(sample.get("timestamp"), (int, float))]
+    return round(max(0.0, now - max(stamps) / 1000), 1) if stamps else None
 
 
 def declare_passive(connection, name, warn):

@@ -66,8 +66,8 @@ setup() { load helpers; }
 @test "RabbitMQ: cq-len falls back to passive declare without the management API" {
   run --separate-stderr cq-len -b "$AMQP_URL" --management-url http://127.0.0.1:1 -t 2 bats-rabbit
   assert_success
-  assert_output '{"type":"queue","queue":"bats-rabbit","messages":10,"ready":10,"unacked":null,"consumers":0,"memory":null,"by_priority":null,"source":"amqp"}'
-  [[ "$stderr" == *"falling back to passive queue_declare"* ]]
+  assert_output '{"type":"queue","queue":"bats-rabbit","messages":10,"ready":10,"unacked":null,"consumers":0,"memory":null,"by_priority":null,"source":"amqp","stats_age":null}'
+  [[ "$stderr" == *"counting by passive queue_declare only"* ]]
   run bash -c "cq-peek -b '$AMQP_URL' bats-rabbit -n 3 | jq -r .uuid"
   assert_output "$(sed -n 1,3p "$BATS_FILE_TMPDIR/amqp-ids")"
 }
