@@ -145,3 +145,155 @@ def test_munin_queue_lengths_from_cq_len(fresh_redis_url, tmp_path):
     assert status != 0 and values == {} and "cq-len" in stderr and "secret" not in stderr
     status, suggested, _ = munin(tmp_path, "celops_queues", "suggest", CELOPS_BROKER_URL=fresh_redis_url)
     assert (status, suggested) == (0, "queues\n")
+
+
+# -- Prometheus alert rules -----------------------------------------------------------------------------------
+
+RULES = os.path.join(CONTRIB, "prometheus", "celops-alerts.yml")
+RULE_TESTS = os.path.join(ROOT, "tests", "promtool", "celops-alerts.test.yml")
+
+
+def promtool(*args):
+    return subprocess.run([tool("promtool", "prometheus"), *args], capture_output=True, text=True, timeout=120)
+
+
+def alert_rules(path=RULES):
+    import yaml
+
+    with open(path) as rules:
+        return [rule for group in yaml.safe_load(rules)["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_pass_promtool_check_and_unit_tests():
+    check = promtool("check", "rules", RULES)
+    assert check.returncode == 0, check.stdout + check.stderr
+    unit = promtool("test", "rules", RULE_TESTS)
+    assert unit.returncode == 0, unit.stdout + unit.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case_that_a_broken_rule_fails(tmp_path):
+    import yaml
+
+    with open(RULE_TESTS) as cases:
+        tests = yaml.safe_load(cases)
+    checks = [check for case in tests["tests"] for check in case["alert_rule_test"]]
+    names = [rule["alert"] for rule in alert_rules()]
+    assert set(names) == {"CeleryWorkerDown", "CeleryQueueBacklogGrowing", "CeleryTaskFailureRate",
+                          "CelopsNoEvents", "CelopsEventGaps"}
+    for name in names:
+        assert any(c["alertname"] == name and c["exp_alerts"] for c in checks), f"{name} never fires in a test"
+        assert any(c["alertname"] == name and not c["exp_alerts"] for c in checks), f"{name} is never quiet"
+
+    # The unit tests can fail: each alert made to never fire, then to always fire, is caught.
+    with open(RULES) as rules:
+        original = yaml.safe_load(rules)
+    for name in names:
+        for broken_expr in ("vector(1) == 0", "vector(1)"):
+            broken = json.loads(json.dumps(original))
+            for rule in broken["groups"][0]["rules"]:
+                if rule["alert"] == name:
+                    rule["expr"] = broken_expr
+            (tmp_path / "rules.yml").write_text(yaml.safe_dump(broken))
+            (tmp_path / "tests.yml").write_text(yaml.safe_dump({**tests, "rule_files": ["rules.yml"]}))
+            run = promtool("test", "rules", str(tmp_path / "tests.yml"))
+            assert run.returncode != 0 and name in run.stdout + run.stderr, (name, broken_expr)
+
+
+# -- what celops exports, and the names the dashboard and the rules query ------------------------------------
+
+PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
+                "group_right", "inf", "nan"}
+
+
+def promql_metric_names(expr):
+    """The metric names a PromQL expression reads (Grafana's $variables allowed)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings: label values, regexes
+    expr = re.sub(r"\$\{?\w+\}?", "1", expr)  # Grafana variables: $__rate_interval, ${datasource}
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)  # label matchers, ranges
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    expr = re.sub(r"\boffset\s+\w+", " ", expr)
+    expr = re.sub(r"(?<![\w:])\d[\w.]*", " ", expr)  # numbers, durations
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        if expr[match.end():].lstrip().startswith("(") or match.group() in PROMQL_WORDS:
+            continue  # a function or an aggregation
+        names.add(match.group())
+    return names
+
+
+def test_promql_metric_names_sees_through_functions_matchers_and_variables():
+    expr = ('sum by (name, le) (rate(celery_task_runtime_bucket{name=~"$task", le!="+Inf"}[$__rate_interval]))'
+            ' / on (name) group_left (x) (up offset 5m > bool 0.5 or vector(0)) unless absent(celops_events_total)')
+    assert promql_metric_names(expr) == {"celery_task_runtime_bucket", "up", "celops_events_total"}
+
+
+@pytest.fixture(scope="module")
+def exported_metric_names(tmp_path_factory, redis_server, rabbit_vhost):
+    """Every series name celops writes, from the real commands: cq-len on Redis and RabbitMQ, cev-cam on
+    events of every kind it counts."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    workdir = tmp_path_factory.mktemp("exported")
+    texts = []
+    redis_url = redis_server.url(63)
+    publish(redis_url, [("celery", 0, (1, 1)), ("celery", 9, (1, 1))])
+    publish(rabbit_vhost.url(), [("celery", 0, (1, 1))])
+    for url in (redis_url, rabbit_vhost.url()):
+        result = run_bin("cq-len", "-b", url, "--format", "prom", "celery")
+        assert result.status == 0, result
+        texts.append(result.stdout.decode())
+    events = [heartbeat("w1@h", T0, active=1)] + lifecycle("a1") + lifecycle("b2", outcome="failed", start=T0 + 1)
+    events += [dict(event, type=f"task-{subject}", uuid=f"c-{subject}", clock=10)
+               for subject in ("sent", "retried", "revoked", "rejected") for event in lifecycle("x")[:1]]
+    events.append({"type": "celops-gap", "reason": "restart", "since": T0, "until": T0 + 1, "dropped": None})
+    saved, textfile = workdir / "events.ndjson", workdir / "celops.prom"
+    saved.write_bytes(ndjson(events))
+    result = run_bin("cev-cam", "--once", "--sink", "prom", "--textfile", str(textfile), str(saved))
+    assert result.status == 0, result
+    texts.append(textfile.read_text())
+    return {sample.name for text in texts for family in text_string_to_metric_families(text)
+            for sample in family.samples}
+
+
+def test_alert_rules_query_only_exported_metrics(exported_metric_names):
+    for rule in alert_rules():
+        unknown = promql_metric_names(rule["expr"]) - exported_metric_names
+        assert not unknown, f"{rule['alert']} queries {unknown}, which celops does not export"
+
+
+# -- Grafana dashboard ----------------------------------------------------------------------------------------
+
+def dashboard_queries():
+    """(panel or variable title, PromQL) of every query in contrib/grafana/celops.json, after checking its shape."""
+    with open(os.path.join(CONTRIB, "grafana", "celops.json")) as source:
+        dashboard = json.load(source)
+    assert dashboard["uid"] == "celops" and dashboard["schemaVersion"] >= 36
+    panels = dashboard["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    queries = []
+    for panel in panels:
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"]) and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
+        queries += [(panel["title"], target["expr"]) for target in panel["targets"]]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            (metric,) = re.fullmatch(r"label_values\((\w+), *\w+\)", variable["query"]["query"]).groups()
+            queries.append((variable["name"], metric))
+    return queries
+
+
+def test_dashboard_queries_only_exported_metrics(exported_metric_names):
+    queries = dashboard_queries()
+    assert len(queries) > 20
+    used = set()
+    for title, expr in queries:
+        names = promql_metric_names(expr)
+        assert names, f"{title}: no metric in {expr!r}"
+        assert names <= exported_metric_names, f"{title!r} queries {names - exported_metric_names}, not exported"
+        used |= names
+    # the dashboard shows every family celops exports (created timestamps aside)
+    assert {name for name in exported_metric_names if not name.endswith("_created")} - used <= {
+        "celery_task_runtime_count", "celery_task_runtime_sum", "celery_task_sent_total",
+        "celery_task_rejected_total"}
