@@ -215,8 +215,9 @@ def infer_sep(members, configured):
     """The separator that splits the most binding members into three parts, ending in a queue name.
 
     Candidates are ``configured`` and what members' shapes suggest: ``Q sep
-    sep Q`` (a queue bound under its own name, celery's default) and ``sep sep
-    Q`` (a fanout binding, such as a worker's mailbox). A tie keeps ``configured``.
+    PATTERN sep Q`` (a queue bound under its own name, celery's default) and
+    ``sep sep Q`` (a fanout binding, such as a worker's mailbox). A tie keeps
+    ``configured``.
     """
     candidates = {configured.encode()}
     for member in members:
@@ -230,12 +231,10 @@ def infer_sep(members, configured):
 
 
 def _sep_candidates(member):
-    for size in range((len(member) - 1) // 2, 0, -1):  # Q sep [pattern] sep Q: the longest Q
+    for size in range((len(member) - 1) // 2, 0, -1):  # Q sep PATTERN sep Q: the longest Q
         if member[:size] == member[-size:]:
             middle = member[size:-size]
-            half = len(middle) // 2
-            if middle and len(middle) % 2 == 0 and middle[:half] == middle[half:]:
-                yield middle[:half]
+            yield from (middle[:k] for k in range(1, len(middle) // 2 + 1) if middle[:k] == middle[-k:])
             break
     for size in range(1, len(member) // 2 + 1):  # sep sep Q
         if member[:size] == member[size:2 * size]:
