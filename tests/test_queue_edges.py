@@ -85,7 +85,9 @@ def test_a_cluster_with_another_separator_is_read_right_without_app(fresh_redis_
     assert measured.records[0]["by_priority"] == {str(step): 1 for step in range(10)}
     assert "cq-len: no -A app: using separator ':' and priority steps 0,1,2,3,4,5,6,7,8,9" in measured.stderr
 
-    listed = [r["queue"] for r in run_command(cq_ls.main, ["-b", url]).records]
+    listing = run_command(cq_ls.main, ["-b", url])
+    assert "cq-ls: no -A app: using separator ':'" in listing.stderr, listing
+    listed = [r["queue"] for r in listing.records]
     assert {unique, parked, f"{unique}-busy"} <= set(listed) and not [q for q in listed if ":" in q], listed
 
     purged = run_command(cq_purge.main, ["-b", url, "-Q", parked, "-f"])

@@ -33,7 +33,8 @@ def run(ctx):
 def cli_queue_names(ctx, broker):
     from celops.core.queues import existing_queues
 
-    return existing_queues(broker, ctx.args.timeout, ctx.args.management_url, include_internal=ctx.args.all)
+    return existing_queues(broker, ctx.args.timeout, ctx.args.management_url, include_internal=ctx.args.all,
+                           warn=ctx.warn)
 
 
 def main(argv=None, io=None):

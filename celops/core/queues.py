@@ -122,13 +122,14 @@ class QueueReport:
 
 # Redis ---------------------------------------------------------------------------
 
-def existing_queues(broker, timeout, management_url=None, include_internal=False, client=None):
+def existing_queues(broker, timeout, management_url=None, include_internal=False, client=None, warn=None):
     """Sorted names of the queues that exist on the broker (never ones it does not know).
 
-    ``client`` is a ``celops.core.resp.Redis`` to reuse; without one a new one connects.
+    ``client`` is a ``celops.core.resp.Redis`` to reuse; without one a new one connects
+    (``warn`` as for ``redis_client``).
     """
     if broker.transport == "redis":
-        names = redis_queue_names(broker, client or redis_client(broker, timeout))
+        names = redis_queue_names(broker, client or redis_client(broker, timeout, warn))
     else:
         from celops.core.rabbit import Management
 
