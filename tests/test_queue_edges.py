@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from celops.commands import cctl, cq_len, cq_ls, cq_purge
-from celops.core.queues import infer_sep
+from celops.core.redis_layout import infer_sep
 from tests.conftest import BIN, run_command
 from tests.queue_support import publish
 from tests.support import RecordStream, RedisServer, poll, worker_env

@@ -123,7 +123,7 @@ class RedisMailbox(_Session):
 
     def __init__(self, broker, timeout, warn=None):
         super().__init__()
-        from celops.core.queues import adopt_cluster_layout
+        from celops.core.redis_layout import adopt_cluster_layout
         from celops.core.resp import Redis
 
         self.broker = broker
