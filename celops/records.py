@@ -148,11 +148,13 @@ RECORDS = {
         },
     },
     "error": {
-        "produced_by": "cev-dump, cq-peek", "consumed_by": "cev-cam (counted as errors), jq",
-        "summary": "Something in the stream could not be decoded; the stream goes on.",
+        "produced_by": "cev-dump, cq-peek, cq-len, cq-purge", "consumed_by": "cev-cam (counted as errors), jq",
+        "summary": "Something in the stream could not be decoded, or a queue could not be read (a key of the "
+                   "wrong type); the stream and the other queues go on, and the command exits 65.",
         "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes",
-                   "queue": "str: the queue it was in (cq-peek)",
-                   "key": "str: the Redis key that is not what the queue needs, e.g. not a list (cq-peek)",
+                   "queue": "str: the queue it was in (cq-peek), or the queue that could not be read "
+                            "(cq-len, cq-purge, cq-peek)",
+                   "key": "str: the Redis key that is not a queue list (cq-len, cq-purge, cq-peek)",
                    "local_received": "float: epoch seconds (cev-dump)",
                    "channel": "str: the Redis channel it came on (cev-dump on Redis)"},
     },

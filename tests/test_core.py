@@ -20,6 +20,7 @@ from celops.core.broker import within as broker_within
 from celops.core.ndjson import MAX_LINE_BYTES, Reader, dumps
 from celops.core.redact import redact, redact_url
 from tests.conftest import run_bin, run_command
+from tests.queue_support import publish
 from tests.support import ROOT, TlsProxy
 
 
@@ -122,6 +123,7 @@ class RequirePass:
 
 
 def test_password_never_in_output(redis_server):
+    publish(redis_server.url(), [("celery", 0, (1, 1))])  # cq-ls lists only queues that exist
     with RequirePass(redis_server, "s3cretpw") as secured:
         result = run_bin("cq-ls", "-b", secured.url)
     assert result.status == 0, result
@@ -138,6 +140,7 @@ def test_redis_auth_refused(redis_server):
 
 def test_rediss_through_tls(redis_server, tmp_path):
     """rediss:// through a TLS proxy: trusted with ?ssl_ca_certs=, refused (69) without."""
+    publish(redis_server.url(), [("celery", 0, (1, 1))])  # a queue that exists: an unknown one is exit 1
     with TlsProxy(redis_server.port, str(tmp_path)) as proxy:
         url = f"rediss://127.0.0.1:{proxy.port}/0"
         trusted = run_bin("cq-len", "-b", f"{url}?ssl_ca_certs={proxy.cert}", "celery")

@@ -119,7 +119,14 @@ def test_a_key_that_is_not_a_list_is_an_error_record_and_the_rest_print(fresh_re
     first, error, last = result.records
     assert (first["uuid"], last["uuid"]) == tuple(ids)
     assert error == {"type": "error", "queue": unique, "key": f"{unique}\x06\x163", "error": error["error"]}
-    assert "WRONGTYPE" in error["error"] and "Traceback" not in result.stderr
+    assert error["error"] == "holds a string, not a list" and "Traceback" not in result.stderr
+
+
+def test_an_unknown_queue_is_named_on_both_brokers(broker_url, unique):
+    """Issue 11: a typo in a queue name is not an empty queue (exit 1, named on stderr, no record)."""
+    result = run_command(cq_peek.main, ["-b", broker_url, f"{unique}-typo"])
+    assert result.status == 1 and result.stdout == b"", result
+    assert f"unknown queue '{unique}-typo'" in result.stderr
 
 
 # Fuzzing the decoder: no envelope, however odd, raises ---------------------------

@@ -304,7 +304,7 @@ def collect(ctx, request, batches, expected):
     args = ctx.args
     deadline = time.monotonic() + args.timeout
     wire_command = "ping" if request.command == "status" else request.command
-    with open_mailbox(ctx.broker, args.timeout) as mailbox:
+    with open_mailbox(ctx.broker, args.timeout, ctx.warn) as mailbox:
         replied = {mailbox.request(wire_command, batch, request.destination, expires_in=args.timeout): set()
                    for batch in batches}
         if COMMANDS[request.command].silent:

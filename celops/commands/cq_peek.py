@@ -22,7 +22,6 @@ import bz2
 import zlib
 
 from celops.core import cli
-from celops.core.exits import ExitStatus
 from celops.core.queues import add_queue_argument
 from celops.core.rabbit import add_management_option
 from celops.core.resp import ReplyError
@@ -72,15 +71,22 @@ def build_parser():
 
 
 def run(ctx):
+    """Records as they decode; an unknown queue or a key that is not a list goes to QueueReport instead."""
+    from celops.core.queues import BadKey, QueueReport, UnknownQueue
+
     args = ctx.args
     broker = ctx.broker
     peek = _redis_messages if broker.transport == "redis" else _rabbit_messages
-    status = ExitStatus.OK
-    for record in peek(ctx, broker, args.queue, args.offset, args.limit or None):
-        if "key" in record:  # a key that is not a queue list: reported, the other lists still read
-            status = ExitStatus.DATA_ERROR
-        ctx.out.write(record)
-    return status
+    report = QueueReport(ctx)
+    try:
+        for record in peek(ctx, broker, args.queue, args.offset, args.limit or None):
+            if isinstance(record, BadKey):  # reported; the other priority lists are still read
+                report.add(record)
+            else:
+                ctx.out.write(record)
+    except UnknownQueue as unknown:
+        report.add(unknown)
+    return report.status()
 
 
 # Redis ---------------------------------------------------------------------------
@@ -88,16 +94,23 @@ def run(ctx):
 def _redis_messages(ctx, broker, queue, offset, limit):
     """Walk the priority lists in delivery order: step 0 first; within a list, the right end (oldest) first.
 
-    A key of another type than a list gives an error record naming it, and the walk goes on.
+    A key of another type than a list gives a BadKey naming it, and the walk goes on; a queue with no
+    list and no binding raises UnknownQueue.
     """
-    from celops.core.queues import redis_client
+    from celops.core.queues import known_only, length_or_problem, redis_client
 
-    client = redis_client(broker, ctx.args.timeout)
+    client = redis_client(broker, ctx.args.timeout, ctx.warn)
     keys = [key for _, key in broker.priority_keys(queue)]
+    lengths = [length_or_problem(client, queue, key, reply)
+               for key, reply in zip(keys, client.pipeline(("LLEN", key) for key in keys))]
+    if not any(isinstance(length, int) and length for length in lengths):
+        (known,) = known_only(broker, client, [{"queue": queue}], lambda record: 0)
+        if not isinstance(known, dict):
+            raise known
     remaining = limit
-    for key, length in zip(keys, client.pipeline(("LLEN", key) for key in keys)):
-        if isinstance(length, ReplyError):
-            yield _key_error(queue, key, length)
+    for key, length in zip(keys, lengths):
+        if not isinstance(length, int):
+            yield length
             continue
         if offset >= length:
             offset -= length
@@ -108,7 +121,7 @@ def _redis_messages(ctx, broker, queue, offset, limit):
             # delivery position p is list index -(p + 1)
             (chunk,) = client.pipeline([("LRANGE", key, -stop, -start - 1)])
             if isinstance(chunk, ReplyError):  # the key changed type while we read it
-                yield _key_error(queue, key, chunk)
+                yield length_or_problem(client, queue, key, chunk)
                 break
             for raw in reversed(chunk):
                 yield redis_message(queue, raw)
@@ -117,10 +130,6 @@ def _redis_messages(ctx, broker, queue, offset, limit):
             if remaining <= 0:
                 return
         offset = 0
-
-
-def _key_error(queue, key, reply):
-    return {"type": "error", "queue": queue, "key": key, "error": f"not a queue list: {reply}"}
 
 
 def redis_message(queue, raw):
@@ -152,10 +161,11 @@ def _rabbit_messages(ctx, broker, queue, offset, limit):
 
     connection = broker.kombu(ctx.args.timeout)  # the broker itself first: its errors name the broker URL
     try:
-        if limit is None:
-            limit, _ = declare_passive(connection, queue, ctx.warn)
+        ready, _ = declare_passive(connection, queue)  # raises UnknownQueue for a queue RabbitMQ does not know
     finally:
         connection.release()
+    if limit is None:
+        limit = ready
     if limit <= 0:
         return
     api = Management(broker, ctx.args.management_url, ctx.args.timeout)
