@@ -16,7 +16,7 @@ import requests
 
 from celops.core.proctitle import masked_title
 from tests.conftest import BIN
-from tests.support import RABBIT_API, RABBIT_AUTH, RecordStream, RedisServer, wait_for
+from tests.support import RABBIT_API, RABBIT_AUTH, RecordStream, RedisServer, TlsProxy, wait_for
 
 # Far beyond the wait for an interrupted command: an exit within it is "at once", not "at the deadline".
 DEADLINE = "30"
@@ -34,14 +34,23 @@ def local_ports(process, port):
             if conn.raddr and conn.raddr.port == port and conn.status == psutil.CONN_ESTABLISHED}
 
 
-def blocked_in_redis(url, commands):
-    """Ready when one of the process's Redis connections is in a blocking command (BRPOP, PSUBSCRIBE)."""
+def blocked_in_redis(url, commands, proxied=False):
+    """Ready when one of the process's Redis connections is in a blocking command (BRPOP, PSUBSCRIBE).
+
+    Behind a TLS proxy Redis sees the proxy's connections, not the process's
+    ports: there, a client that is newer than this call counts.
+    """
     client = redis.Redis.from_url(url)
+    older = {entry["id"] for entry in client.client_list()} if proxied else set()
+
+    def ours(process, entry):
+        if proxied:
+            return entry["id"] not in older
+        ports = local_ports(process, client.connection_pool.connection_kwargs["port"])
+        return int(entry["addr"].rsplit(":", 1)[1]) in ports
 
     def ready(process, stream):
-        ports = local_ports(process, client.connection_pool.connection_kwargs["port"])
-        return any(int(entry["addr"].rsplit(":", 1)[1]) in ports and entry["cmd"] in commands
-                   for entry in client.client_list())
+        return any(entry["cmd"] in commands and ours(process, entry) for entry in client.client_list())
     return ready
 
 
@@ -78,11 +87,22 @@ def hung_redis(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory):
+    """rediss:// through a TLS proxy to a private redis-server: cctl's kombu path, the others' TLS sockets."""
+    workdir = str(tmp_path_factory.mktemp("tls"))
+    server = RedisServer(workdir).start()
+    with TlsProxy(server.port, workdir) as proxy:
+        yield server, f"rediss://127.0.0.1:{proxy.port}/0?ssl_ca_certs={proxy.cert}"
+    server.stop()
+
+
 LIVE = [("cctl", "ping"), ("cev-dump",), ("cev-cam", "--live"), ("cq-len", "--watch", "1")]
 ONE_SHOT = [("cctl", "ping"), ("cq-ls",), ("cq-len",), ("cq-peek", "celery"), ("cq-purge", "-f", "-Q", "celery"),
             ("cev-dump",), ("cev-cam", "--live")]
 SCENARIOS = ([pytest.param("redis", argv, id=f"redis-{argv[0]}") for argv in LIVE]
              + [pytest.param("amqp", argv, id=f"amqp-{argv[0]}") for argv in LIVE]
+             + [pytest.param("rediss", argv, id=f"rediss-{argv[0]}") for argv in LIVE]
              + [pytest.param("hung", argv, id=f"hung-redis-{argv[0]}") for argv in ONE_SHOT])
 
 
@@ -93,6 +113,10 @@ def test_ctrl_c_ends_every_command_at_once(request, broker, argv):
         url = request.getfixturevalue("fresh_redis_url")
         ready = first_record if argv[0] == "cq-len" else blocked_in_redis(
             url, {"brpop"} if argv[0] == "cctl" else {"psubscribe"})
+    elif broker == "rediss":
+        server, url = request.getfixturevalue("tls_redis")
+        ready = first_record if argv[0] == "cq-len" else blocked_in_redis(
+            server.url(), {"brpop"} if argv[0] == "cctl" else {"psubscribe"}, proxied=True)
     elif broker == "amqp":
         vhost = request.getfixturevalue("rabbit_vhost")
         url = vhost.url()
@@ -108,7 +132,7 @@ def test_ctrl_c_ends_every_command_at_once(request, broker, argv):
                  f"{' '.join(argv)} waiting on {broker}")
         assert process.poll() is None, stream.stderr()
         process.send_signal(signal.SIGINT)
-        assert stream.finish(timeout=EXIT_WAIT) == 130
+        assert stream.finish(timeout=EXIT_WAIT) == 130, stream.stderr()
         assert "Traceback" not in stream.stderr()
         if broker == "redis" and argv[0] == "cctl":  # cleaned up all the same: no binding left for workers
             assert redis.Redis.from_url(url).smembers("_kombu.binding.reply.celery.pidbox") == set()
