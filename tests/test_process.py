@@ -103,14 +103,29 @@ ONE_SHOT = [("cctl", "ping"), ("cq-ls",), ("cq-len",), ("cq-peek", "celery"), ("
 SCENARIOS = ([pytest.param("redis", argv, id=f"redis-{argv[0]}") for argv in LIVE]
              + [pytest.param("amqp", argv, id=f"amqp-{argv[0]}") for argv in LIVE]
              + [pytest.param("rediss", argv, id=f"rediss-{argv[0]}") for argv in LIVE]
+             + [pytest.param("stalling", argv, id=f"stalling-redis-{argv[0]}") for argv in LIVE]
              + [pytest.param("hung", argv, id=f"hung-redis-{argv[0]}") for argv in ONE_SHOT])
+
+
+@pytest.fixture
+def stalling_redis(tmp_path):
+    """A private redis-server that the test stops (SIGSTOP) once the command waits on it."""
+    server = RedisServer(str(tmp_path / "stalling")).start()
+    yield server
+    server.process.send_signal(signal.SIGCONT)
+    server.stop()
 
 
 @pytest.mark.parametrize("broker, argv", SCENARIOS)
 def test_ctrl_c_ends_every_command_at_once(request, broker, argv):
-    """SIGINT while waiting on the broker: exit 130 at once, long before -t, with no traceback."""
-    if broker == "redis":
-        url = request.getfixturevalue("fresh_redis_url")
+    """SIGINT while waiting on the broker: exit 130 at once, long before -t, with no traceback.
+
+    "stalling": the broker hangs after the command started waiting, so
+    whatever cleanup follows the Ctrl-C gets no answer either.
+    """
+    stalling = request.getfixturevalue("stalling_redis") if broker == "stalling" else None
+    if broker in ("redis", "stalling"):
+        url = stalling.url() if stalling else request.getfixturevalue("fresh_redis_url")
         ready = first_record if argv[0] == "cq-len" else blocked_in_redis(
             url, {"brpop"} if argv[0] == "cctl" else {"psubscribe"})
     elif broker == "rediss":
@@ -131,6 +146,8 @@ def test_ctrl_c_ends_every_command_at_once(request, broker, argv):
         wait_for(lambda: process.poll() is not None or ready(process, stream), 20,
                  f"{' '.join(argv)} waiting on {broker}")
         assert process.poll() is None, stream.stderr()
+        if stalling:
+            stalling.process.send_signal(signal.SIGSTOP)
         process.send_signal(signal.SIGINT)
         assert stream.finish(timeout=EXIT_WAIT) == 130, stream.stderr()
         assert "Traceback" not in stream.stderr()

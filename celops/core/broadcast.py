@@ -75,8 +75,13 @@ class _Session:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            self.close()
+        except Exception:
+            if exc_type is None:
+                raise
+            # Ctrl-C, or the broker gone mid-session: that is the ending to report, not the failed cleanup after it
 
     def request_body(self, command, arguments, destination, ticket):
         """The pidbox request, as kombu's ``Mailbox._publish`` builds it."""
