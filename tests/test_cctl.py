@@ -109,7 +109,8 @@ def test_reply_agrees_with_celery_inspect(cluster, command):
         assert record["reply"] == theirs
 
 
-def test_summary_on_a_terminal_only(cluster):
+def test_missing_workers_are_named_on_any_stderr(cluster):
+    """Cron and CI read a pipe: who did not answer is said there too; the count stays a terminal's courtesy."""
     import io
 
     from celops.core.cli import IO
@@ -121,8 +122,22 @@ def test_summary_on_a_terminal_only(cluster):
     stderr = Terminal()
     argv = ["-b", cluster.url, "ping", "-d", f"{cluster.worker.hostname},nobody@nowhere", "-t", "0.5"]
     assert main(argv, io=IO(stdin=io.BytesIO(), stdout=io.BytesIO(), stderr=stderr)) == 1
-    assert stderr.getvalue() == "1 node replied\nno reply from nobody@nowhere\n"
-    assert cluster.cctl(*argv[2:]).stderr == ""
+    assert stderr.getvalue() == "1 node replied\ncctl: no reply from nobody@nowhere within 0.5s\n"
+    piped = cluster.cctl(*argv[2:])
+    assert piped.status == 1 and piped.stderr == "cctl: no reply from nobody@nowhere within 0.5s\n"
+    assert [record["worker"] for record in piped.records] == [cluster.worker.hostname]
+    nobody = cluster.cctl("ping", "-d", "ghost@nowhere", "-t", "0.5")
+    assert (nobody.status, nobody.stdout, nobody.stderr) == (1, b"", "cctl: no reply from ghost@nowhere within 0.5s\n")
+    shortfall = cluster.cctl("ping", "--expect", "2", "-t", "0.5")
+    assert shortfall.status == 1 and shortfall.stderr == "cctl: 1 of 2 expected nodes replied within 0.5s\n"
+
+
+def test_revoke_by_stamped_headers_sends_what_celery_sends(cluster):
+    """celery's CLI sends KEY=VALUE strings and the worker's reply shows what it made of them."""
+    ours = only_reply(cluster.to_worker("revoke_by_stamped_headers", "mystamp=1", "other=x"))
+    (theirs,) = cluster.celery("control", "revoke_by_stamped_headers", "mystamp=1", "other=x")
+    assert ours == theirs[cluster.worker.hostname]
+    assert ours == {"ok": "headers {'mystamp': '1', 'other': 'x'} flagged as revoked, but not terminated"}
 
 
 def test_control_reply_agrees_with_celery_control(cluster):
@@ -301,10 +316,16 @@ def test_usage_errors_come_before_anything_is_sent():
                  ["revoke"], ["terminate", "SIGNOPE", "x"], ["ping", "--terminate"], ["ping", "--each"],
                  ["nosuchcommand"], ["time_limit", "tests.app.add"], ["autoscale", "4"], ["ping", "extra"],
                  ["revoke", "-", "-"], ["ping", "-"], ["revoke", "x", "--signal", "KILL"],
-                 ["revoke_by_stamped_headers", "novalue"]):
+                 ["revoke_by_stamped_headers", "novalue"], ["inspect", "active"], ["control", "shutdown"]):
         result = run_command(main, ["-b", "redis://127.0.0.1:1/0", *argv])
         assert result.status == 2, (argv, result)
         assert result.stdout == b"" and result.stderr.startswith("cctl: error: ")
+
+
+def test_celery_habit_of_inspect_and_control_gets_one_line():
+    result = run_command(main, ["inspect", "active"])
+    assert (result.status, result.stdout) == (2, b"")
+    assert result.stderr == 'cctl: error: drop "inspect": cctl takes the command itself, e.g. cctl ping, cctl active\n'
 
 
 def test_unreachable_broker_is_69_without_the_password():

@@ -45,6 +45,16 @@ def _rate(text):
     return text.strip()
 
 
+def _command_name(text):
+    """celery's ``inspect``/``control`` word is a habit: say so in one line, not with the list of commands.
+
+    A UsageError, not an ArgumentTypeError: argparse would add the whole usage to it.
+    """
+    if text in ("inspect", "control"):
+        raise UsageError(f'drop "{text}": cctl takes the command itself, e.g. cctl ping, cctl active')
+    return text
+
+
 def _header(text):
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -129,7 +139,7 @@ def build_parser():
         "cctl", __doc__, timeout=1.0,
         timeout_help="overall deadline in seconds for connecting, sending and collecting replies "
                      "(default 1.0); with ids from stdin it starts once they are read")
-    parser.add_argument("command", metavar="COMMAND", choices=list(COMMANDS),
+    parser.add_argument("command", metavar="COMMAND", type=_command_name, choices=list(COMMANDS),
                         help=f"one of {', '.join(COMMANDS)} (their arguments: man cctl, COMMANDS)")
     parser.add_argument("arguments", nargs="*", metavar="ARG", help="the command's arguments")
     cli.complete_with(parser.add_argument(
@@ -178,7 +188,7 @@ def build_parser():
         "  cctl shutdown -d w1@host"])))
     parser.man_sections.append(("CAVEATS", (
         "Exit status 0 means at least one worker replied, or, with -d or --expect, that all expected "
-        "ones did; 1 otherwise. shutdown exits 0 once sent: workers exit without replying. A worker busy in a long task on the solo pool answers only when the "
+        "ones did; 1 otherwise, naming on standard error the workers of -d that did not reply. shutdown exits 0 once sent: workers exit without replying. A worker busy in a long task on the solo pool answers only when the "
         "task ends, after the deadline. A reply of a worker that answers after cctl exited is dropped "
         "by the broker: the reply queue is gone.")))
     return parser
@@ -248,11 +258,11 @@ def _option_arguments(args, name, extra):
     if name == "pool_restart":
         return {"modules": args.modules, "reload": args.reload, "reloader": None}
     if name == "revoke_by_stamped_headers":
-        headers = {}
         for text in extra:
-            key, value = _convert(name, "KEY=VALUE", _header, text)
-            headers.setdefault(key, []).append(value)
-        return {"headers": headers, "terminate": args.terminate, "signal": args.signal}
+            _convert(name, "KEY=VALUE", _header, text)
+        # as celery's CLI sends them, KEY=VALUE strings: the worker splits them itself
+        terminate = {"terminate": True, "signal": args.signal} if args.terminate else {}
+        return {"headers": list(extra), **terminate}
     if name == "revoke":
         return {"terminate": args.terminate, "signal": args.signal}
     if name == "registered":
@@ -284,7 +294,7 @@ def run(ctx):
     replied = collect(ctx, request, batches, expected)
     if command.silent:
         return ExitStatus.OK
-    summarize(ctx, request, replied)
+    summarize(ctx, request, replied, expected)
     if reader is not None and reader.bad_lines:
         return ExitStatus.DATA_ERROR
     return ExitStatus.OK if answered(replied, expected) else ExitStatus.FAILURE
@@ -352,15 +362,20 @@ def each_fields(command, item):
     return fields
 
 
-def summarize(ctx, request, replied):
-    """"2 nodes replied" and who did not, on stderr when it is a terminal."""
-    if not ctx.io.stderr_is_tty():
-        return
+def summarize(ctx, request, replied, expected):
+    """Who did not answer, on stderr always (cron and CI must see it); "2 nodes replied" on a terminal only."""
     workers = set().union(*replied.values())
-    ctx.io.stderr.write(f"{len(workers)} node{'s' * (len(workers) != 1)} replied\n")
-    missing = [worker for worker in request.destination if worker not in workers]
+    if ctx.io.stderr_is_tty():
+        ctx.io.stderr.write(f"{len(workers)} node{'s' * (len(workers) != 1)} replied\n")
+    missing = [worker for worker in request.destination
+               if not all(worker in answered_by for answered_by in replied.values())]
     if missing:
-        ctx.io.stderr.write(f"no reply from {', '.join(missing)}\n")
+        ctx.warn(f"no reply from {', '.join(missing)} within {ctx.args.timeout:g}s")
+    elif not workers:
+        ctx.warn(f"no nodes replied within {ctx.args.timeout:g}s")
+    elif not answered(replied, expected):
+        fewest = min(len(answered_by) for answered_by in replied.values())
+        ctx.warn(f"{fewest} of {expected} expected nodes replied within {ctx.args.timeout:g}s")
 
 
 def main(argv=None, io=None):

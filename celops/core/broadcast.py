@@ -32,6 +32,8 @@ REPLY_QUEUE_EXPIRES = 10.0
 REPLY_MESSAGE_TTL = 300.0
 # kombu's MIN_BINDING_TTL: how long a Redis binding table is kept without refresh.
 BINDING_TTL_MS = 60 * 60 * 1000
+# Cleaning up after Ctrl-C may take a fresh connection, but never long.
+CLEANUP_TIMEOUT = 1.0
 
 
 def new_id():
@@ -76,8 +78,13 @@ class _Session:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            self.close()
+        except Exception:
+            if exc_type is None:
+                raise
+            # Ctrl-C, or the broker gone mid-session: that is the ending to report, not the failed cleanup after it
 
     def request_body(self, command, arguments, destination, ticket):
         """The pidbox request, as kombu's ``Mailbox._publish`` builds it."""
@@ -134,6 +141,7 @@ class RedisMailbox(_Session):
         self.topic = broker.fanout_topic(EXCHANGE)
         self.binding = broker.sep.join([self.oid, "", self.reply_queue])
         self.reply_keys = [key for _, key in broker.priority_keys(self.reply_queue)]
+        self.timeout = timeout
         self._bound = False
 
     def _publish(self, body, headers):
@@ -167,11 +175,18 @@ class RedisMailbox(_Session):
         yield envelope.get("headers", {}).get("ticket"), json.loads(body)
 
     def close(self):
-        """Unbind first, then delete: a worker that finds no binding drops its late reply."""
+        """Unbind first, then delete: a worker that finds no binding drops its late reply.
+
+        A BRPOP cut short by Ctrl-C leaves the connection dropped (its reply is
+        still due): a fresh one cleans up, so no reply queue is left behind.
+        """
         try:
             if self._bound:
-                self.wire.call("SREM", self.binding_key, self.binding)
-                self.wire.call("DEL", *self.reply_keys)
+                if self.wire.closed:
+                    from celops.core.resp import Redis
+
+                    self.wire = Redis.connect(self.broker, min(self.timeout, CLEANUP_TIMEOUT))
+                self.wire.checked(("SREM", self.binding_key, self.binding), ("DEL", *self.reply_keys))
         finally:
             self.wire.close()
 

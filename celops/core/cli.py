@@ -306,6 +306,9 @@ def execute(build_parser, run, argv=None, io=None):
     ctx = Context(parser.prog, None, io)
     try:
         ctx.args = parser.parse_args(argv)
+        from celops.core.proctitle import hide_passwords
+
+        hide_passwords(argv)
         status = run(ctx)
         if ctx._out is not None:
             ctx._out.flush()

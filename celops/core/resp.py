@@ -85,6 +85,8 @@ class Redis:
         that waits longer than the connect timeout needs it).
         """
         commands = list(commands)
+        if self.sock is None:
+            raise BrokerUnavailable(self.url, "the connection was dropped after an interrupted command")
         if timeout is not None:
             self.sock.settimeout(timeout)
         try:
@@ -103,7 +105,13 @@ class Redis:
                     replies.append(reply)
             return replies
         except OSError as exc:
+            self.close()
             raise BrokerUnavailable(self.url, str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            # Ctrl-C in a BRPOP: its reply is still due and would be read as the next command's,
+            # after the BRPOP's own wait. The connection is out of step: drop it.
+            self.close()
+            raise
 
     def call(self, *command, timeout=None):
         """One command; an error reply raises ReplyError."""
@@ -128,5 +136,11 @@ class Redis:
             if cursor == b"0":
                 return
 
+    @property
+    def closed(self):
+        return self.sock is None
+
     def close(self):
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None

@@ -13,10 +13,18 @@ setup() { load helpers; redis_worker_env; }
   [ -z "$stderr" ]
 }
 
-@test "cctl status in a database without workers: exit 1, no output" {
+@test "cctl status in a database without workers: exit 1, no records, one line on stderr" {
   run --separate-stderr cctl status -b "redis://127.0.0.1:$REDIS_PORT/9" -t 0.3
   assert_failure 1
   assert_output ""
+  [ "$stderr" = "cctl: no nodes replied within 0.3s" ]
+}
+
+@test "cctl ping -d with a missing worker names it on stderr, as cron sees it (not a terminal)" {
+  run --separate-stderr cctl ping -d "$WORKER,ghost@nowhere" -t 0.5
+  assert_failure 1
+  assert_output --regexp "^\{\"type\":\"reply\",\"command\":\"ping\",\"hostname\":\"$WORKER\""
+  [ "$stderr" = "cctl: no reply from ghost@nowhere within 0.5s" ]
 }
 
 @test "cctl registered --each | head -1 exits 0 quietly" {
