@@ -85,11 +85,13 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
 
 
-def command_parser(prog, description, *, broker=True, timeout=None, timeout_help=None, epilog=None):
+def command_parser(prog, description, *, broker=True, timeout=None, timeout_help=None, epilog=None,
+                   formats=None):
     """A parser with the common options every command shares, declared here once.
 
     ``timeout`` is the default of ``-t/--timeout``; each command says what
-    its timeout means in ``timeout_help``.
+    its timeout means in ``timeout_help``. ``formats`` adds a command's own
+    output formats to ``--format`` (see ``add_format_option``).
     """
     summary, _, rest = (description or "").strip().partition("\n")
     parser = CommandParser(prog=prog, description=description.strip(), epilog=epilog)
@@ -108,9 +110,26 @@ def command_parser(prog, description, *, broker=True, timeout=None, timeout_help
         help=timeout_help or "give up on the broker after this long")
     common.add_argument("-u", "--unbuffered", action="store_true",
                         help="flush after every record (the default on a terminal)")
+    add_format_option(common, formats or {})
     common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     common.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+OUTPUT_FORMATS = {"ndjson": "NDJSON records", "table": "an aligned table for people",
+                  "tsv": "tab-separated columns with a heading line"}
+
+
+def add_format_option(group, formats):
+    """``--format``: the same records as NDJSON, a table or TSV, plus ``formats`` {name: what} of the command's own.
+
+    With no --format, a terminal gets the table and anything else NDJSON,
+    byte for byte (as gh, kubectl and ls choose).
+    """
+    choices = {**OUTPUT_FORMATS, **formats}
+    group.add_argument("--format", choices=list(choices), metavar="|".join(choices),
+                       help="; ".join(f"{name}: {what}" for name, what in choices.items())
+                            + " (default: table on a terminal, ndjson otherwise)")
 
 
 def add_input_options(parser, what="NDJSON records"):
@@ -243,11 +262,18 @@ class Context:
 
     @property
     def out(self):
-        """The NDJSON writer on stdout (flushes per line on a TTY or with -u)."""
+        """The record writer on stdout: NDJSON (flushed per line on a TTY or with -u), or a table or TSV."""
         if self._out is None:
-            from celops.core.ndjson import Writer
+            terminal = self.io.stdout_is_tty()
+            output_format = getattr(self.args, "format", None) or ("table" if terminal else "ndjson")
+            if output_format in ("table", "tsv"):
+                from celops.core.render import writer
 
-            self._out = Writer(self.io.stdout, flush_each=self.args.unbuffered or self.io.stdout_is_tty())
+                self._out = writer(self.io.stdout, output_format, terminal, self.args.unbuffered)
+            else:
+                from celops.core.ndjson import Writer
+
+                self._out = Writer(self.io.stdout, flush_each=self.args.unbuffered or terminal)
         return self._out
 
     @property
