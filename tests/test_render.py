@@ -81,6 +81,9 @@ def test_events_gaps_and_errors_share_one_line_each_under_one_heading():
     lines = table([event, gap, error, event], flush_every=1).splitlines()
     assert len(lines) == 5 and lines[0].split()[:3] == ["TIMESTAMP", "TYPE", "HOSTNAME"]
     assert "exception=Boom()" in lines[1] and "reason=connection lost" in lines[2] and "error=bad base64" in lines[3]
+    sent, succeeded = {"type": "task-sent", "hostname": "h"}, {"type": "task-succeeded", "hostname": "w1@host"}
+    lines = table([sent, succeeded], width=200, flush_every=1).splitlines()  # a stream, one record at a time
+    assert lines[1].index("h ") == lines[2].index("w1@host") == lines[0].index("HOSTNAME")
 
 
 def test_a_new_record_type_gets_its_own_heading():

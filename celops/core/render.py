@@ -4,9 +4,10 @@ Which fields become columns, and how wide they may grow, is declared once per
 record type in celops/records.py; nothing here knows a command. Records are
 rendered a batch at a time (a batch ends when the command flushes: a cq-len
 --watch tick, cev-dump catching up, the end of a one-shot command, or every
-record with -u), so nothing is buffered forever: each batch is aligned on its
-own longest values, and a column never narrows within a run, so a stream does
-not jitter. On a terminal a column never grows past its declared width, the
+record with -u), so nothing is buffered forever. Streams of "fixed" layouts
+(events, tasks, snapshots) start at the vocabulary's widths; other tables are
+aligned on each batch's longest values; a column never narrows within a run,
+so a stream does not jitter. On a terminal a column never grows past its declared width, the
 last column ends at the terminal's edge (values cut with "…"), and colour marks
 failures and successes; piped (--format table or tsv), nothing is cut or coloured.
 """
@@ -50,8 +51,9 @@ class Column:
 class Layout:
     """The columns one record type shows; ``details`` fields are gathered into the last column."""
 
-    def __init__(self, columns, details, epoch_fields):
+    def __init__(self, columns, details, epoch_fields, fixed=False):
         self.columns = columns
+        self.fixed = fixed
         self.details = details
         self.epoch_fields = epoch_fields
         self.headings = tuple(column.heading for column in columns) + (("DETAILS",) if details else ())
@@ -60,7 +62,7 @@ class Layout:
         cells = [text(record.get(column.field), column.epoch) for column in self.columns]
         if self.details:
             cells.append(" ".join(f"{field}={text(record[field], field in self.epoch_fields)}"
-                                  for field in self.details if field in record))
+                                  for field in self.details if record.get(field) is not None))
         return cells
 
 
@@ -75,7 +77,7 @@ def layout_for(record):
     shown = (lambda field: True) if spec["layout"] == "fixed" else record.__contains__
     columns = [Column(field, limit, field in epoch_fields) for field, limit in spec["columns"].items()
                if shown(field)]
-    return Layout(columns, tuple(filter(shown, spec.get("details", ()))), epoch_fields)
+    return Layout(columns, tuple(filter(shown, spec.get("details", ()))), epoch_fields, spec["layout"] == "fixed")
 
 
 def _epoch_fields(spec):
@@ -165,7 +167,7 @@ class TableWriter:
 
     def _table_lines(self, layout, batch):
         limits = [column.limit for column in layout.columns] + [None] * bool(layout.details)
-        widths = self._widths.setdefault(layout.headings, [len(heading) for heading in layout.headings])
+        widths = self._widths.setdefault(layout.headings, self._first_widths(layout))
         for index, limit in enumerate(limits):
             longest = max([widths[index]] + [len(cells[index]) for cells in batch])
             widths[index] = min(longest, limit) if self._width and limit else longest
@@ -174,6 +176,12 @@ class TableWriter:
             yield self._line(layout.headings, widths, header=True)
         for cells in batch:
             yield self._line(cells, widths)
+
+    @staticmethod
+    def _first_widths(layout):
+        """Streams of fixed layouts start at the vocabulary's widths, so that later lines need not widen them."""
+        widths = [column.limit if layout.fixed else len(column.heading) for column in layout.columns]
+        return widths + [len("DETAILS")] * bool(layout.details)
 
     def _line(self, cells, widths, header=False):
         parts, used = [], 0
