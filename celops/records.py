@@ -16,6 +16,10 @@ in a last DETAILS column as ``field=value``, when present. ``layout`` is
 type has (cq-ls, cq-len and cq-purge share the queue record).
 """
 
+# The event types celery's workers and clients send (cev-dump --type completes them).
+EVENT_TYPES = ("task-sent", "task-received", "task-started", "task-succeeded", "task-failed", "task-rejected",
+               "task-revoked", "task-retried", "worker-online", "worker-heartbeat", "worker-offline")
+
 # Events, gaps and errors share one layout, so cev-dump's table is one line per record.
 EVENT_COLUMNS = {"timestamp": 12, "type": 16, "hostname": 24, "name": 28, "uuid": 36}
 

@@ -19,7 +19,7 @@ from argparse_manpage.manpage import Manpage  # noqa: E402
 
 from celops import __version__  # noqa: E402
 from celops.commands import COMMANDS  # noqa: E402
-from celops.core.cli import COMPLETION_PREAMBLE  # noqa: E402
+from celops.core.cli import completion_preamble  # noqa: E402
 from celops.records import RECORDS, describe  # noqa: E402
 
 MAN_DATA = {"version": __version__, "project_name": "celops", "manual_title": "celops manual",
@@ -82,14 +82,23 @@ def readme_with_vocabulary():
     return head + README_MARKERS[0] + "\n".join(sections) + README_MARKERS[1] + tail
 
 
+def bash_completion(parser, preamble):
+    """shtab's script, registered through _celops_rejoined (cli.py), which gives it the words as typed."""
+    script = shtab.complete(parser, "bash", preamble=preamble)
+    registration = f"-F _shtab_{parser.prog.replace('-', '_')} {parser.prog}"
+    assert registration in script, "shtab changed how it registers the function"
+    return script.replace(registration, f"-F _celops_rejoined {parser.prog}")
+
+
 def outputs():
     """Every generated file: path relative to ROOT -> content."""
     files = {"man/celops.7": vocabulary_page(), "README.md": readme_with_vocabulary()}
+    preamble = completion_preamble()
     for name, module_name in COMMANDS.items():
         parser = importlib.import_module(f"celops.commands.{module_name}").build_parser()
         files[f"man/{name}.1"] = manpage(parser)
-        files[f"completions/bash/{name}"] = shtab.complete(parser, "bash", preamble=COMPLETION_PREAMBLE)
-        files[f"completions/zsh/_{name}"] = shtab.complete(parser, "zsh", preamble=COMPLETION_PREAMBLE)
+        files[f"completions/bash/{name}"] = bash_completion(parser, preamble)
+        files[f"completions/zsh/_{name}"] = shtab.complete(parser, "zsh", preamble=preamble)
     return files
 
 

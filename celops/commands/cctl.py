@@ -131,7 +131,8 @@ def build_parser():
                      "(default 1.0); with ids from stdin it starts once they are read")
     parser.add_argument("command", metavar="COMMAND", choices=list(COMMANDS),
                         help=f"one of {', '.join(COMMANDS)} (their arguments: man cctl, COMMANDS)")
-    parser.add_argument("arguments", nargs="*", metavar="ARG", help="the command's arguments")
+    parser.add_argument("arguments", nargs="*", default=[], metavar="ARG",  # a default: ARG is optional
+                        help="the command's arguments")
     cli.complete_with(parser.add_argument(
         "-d", "--destination", action="extend", type=cli.name_list("worker name"), metavar="W1@HOST,W2@HOST",
         help="only these workers (comma-separated, repeatable); return as soon as they all replied"),
