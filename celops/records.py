@@ -189,10 +189,3 @@ RECORDS = {
     },
 }
 
-
-def describe(kind):
-    """One record type as plain text lines, for man pages and the README."""
-    spec = RECORDS[kind]
-    yield f"{kind}: {spec['summary']} Produced by {spec['produced_by']}; consumed by {spec['consumed_by']}."
-    for field, meaning in spec["fields"].items():
-        yield f"  {field}: {meaning}"

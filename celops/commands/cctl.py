@@ -161,7 +161,7 @@ def build_parser():
     # `cctl revoke -d w1 ID` puts options between the command's arguments
     parser.parse_args = parser.parse_intermixed_args
     parser.man_sections.append(("COMMANDS", "\n".join(
-        f"  {synopsis(name, command):52} {command.summary}" for name, command in COMMANDS.items())))
+        f"  {synopsis(name, command):52}  {command.summary}" for name, command in COMMANDS.items())))
     parser.man_sections.append(("RECORDS", "\n".join([
         "One line per worker reply, secrets redacted:",
         "",

@@ -1,15 +1,21 @@
-"""The view for people: records as an aligned table (or TSV), one line per record.
+"""On a terminal every command shows its records as an aligned table, one line per record; elsewhere NDJSON.
 
-Which fields become columns, and how wide they may grow, is declared once per
-record type in celops/records.py; nothing here knows a command. Records are
-rendered a batch at a time (a batch ends when the command flushes: a cq-len
---watch tick, cev-dump catching up, the end of a one-shot command, or every
-record with -u), so nothing is buffered forever. Streams of "fixed" layouts
-(events, tasks, snapshots) start at the vocabulary's widths; other tables are
-aligned on each batch's longest values; a column never narrows within a run,
-so a stream does not jitter. On a terminal a column never grows past its declared width, the
-last column ends at the terminal's edge (values cut with "…"), and colour marks
-failures and successes; piped (--format table or tsv), nothing is cut or coloured.
+--format chooses: ndjson (the default off a terminal, byte for byte what
+pipes and scripts read), table (the default on a terminal) or tsv (a heading
+line, then tab-separated columns; tabs and newlines in values escaped).
+The columns of each record type, and how wide each may grow, are declared
+with the type in celops/records.py; fields of the DETAILS column show as
+field=value. Epoch seconds show as local clock times, null as "-".
+
+Records are drawn a batch at a time: a cq-len --watch tick, cev-dump catching
+up with the stream, the end of a one-shot command, or each record with -u;
+at most 500 records wait. Streams of events, tasks and snapshots start at the
+declared widths, so their columns stay put; other tables fit each batch's
+longest values. A column never narrows within a run. On a terminal a column
+never grows past its declared width, the line ends at the terminal's edge
+($COLUMNS, else the terminal's size), longer values are cut with "…", control
+characters are shown escaped, and colour marks failures and successes (not
+with NO_COLOR or TERM=dumb). A table sent to a pipe is neither cut nor coloured.
 """
 
 import datetime
