@@ -4,8 +4,8 @@ pip installs them under the environment's share/ (bash-completion and zsh's
 site-functions there), where a shell started outside the venv never looks;
 one line in ~/.bashrc or ~/.zshrc wires them in wherever celops is installed:
 
-    source <(celops-completion bash)     # bash
-    source <(celops-completion zsh)      # zsh, after compinit
+    eval "$(celops-completion bash)"     # bash
+    eval "$(celops-completion zsh)"      # zsh, after compinit
 """
 
 import os

@@ -7,20 +7,17 @@ load helpers
 setup_file() {
   redis_worker_up
   send_tasks "$REDIS_URL" only-on-the-private-broker tests.app.add '[1, 1]' >/dev/null
-  export TMUX_SOCKET="celops-bats-$$"
 }
 
-teardown_file() {
-  tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true
-  redis_worker_down
-}
+teardown_file() { redis_worker_down; }
 
 # The default broker is a closed port: whatever completes came from the -b on the line.
-setup() { export CELOPS_BROKER_URL=redis://127.0.0.1:1/0; }
+# Each test has a tmux server of its own.
+setup() { export CELOPS_BROKER_URL=redis://127.0.0.1:1/0 TMUX_SOCKET="celops-bats-$$-$BATS_TEST_NUMBER"; }
+teardown() { tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true; }
 
 # typed_in_bash LINE: an interactive bash with every celops completion loaded, LINE typed and TAB pressed twice.
 typed_in_bash() {
-  tmux -L "$TMUX_SOCKET" kill-server 2>/dev/null || true
   tmux -L "$TMUX_SOCKET" new-session -d -x 250 -y 50 \
     "env -i HOME=$HOME TERM=xterm PATH=$PATH CELOPS_BROKER_URL=$CELOPS_BROKER_URL bash --norc --noprofile"
   tmux -L "$TMUX_SOCKET" send-keys "PS1='$ '; for f in $ROOT/completions/bash/*; do source \$f; done; clear" Enter
@@ -55,7 +52,7 @@ screen_shows() { tmux -L "$TMUX_SOCKET" capture-pane -p | grep -qF -- "$1"; }
 }
 
 @test "celops-completion prints what wires every command into bash and zsh" {
-  run bash -c "source <(celops-completion bash) && complete -p cq-len cctl cev-dump"
+  run bash -c 'eval "$(celops-completion bash)" && complete -p cq-len cctl cev-dump'
   assert_success
   assert_output --partial "complete -o bashdefault -F _celops_rejoined cctl"
   run celops-completion zsh
@@ -63,4 +60,6 @@ screen_shows() { tmux -L "$TMUX_SOCKET" capture-pane -p | grep -qF -- "$1"; }
   assert_output --partial "compdef _shtab_cq_len -N cq-len"
   run zsh -n <(celops-completion zsh)
   assert_success
+  run zsh -f -c 'autoload -U compinit; compinit -u -d "$1/zcompdump"; eval "$(celops-completion zsh)"; print -- $_comps[cq-len] $_comps[cctl]' _ "$BATS_TEST_TMPDIR"
+  assert_output "_shtab_cq_len _shtab_cctl"
 }
