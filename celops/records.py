@@ -91,7 +91,7 @@ RECORDS = {
         "layout": "first record",
         "columns": {"timestamp": 12, "queue": 32, "messages": 9, "ready": 9, "unacked": 9, "consumers": 9,
                     "memory": 10, "purged": 9, "unacked_purged": 14, "dry_run": 7, "source": 10, "broker": 40},
-        "details": ("by_priority",),
+        "details": ("by_priority", "stats_age"),
         "produced_by": "cq-ls, cq-len, cq-purge", "consumed_by": "cq-len - (queue), jq",
         "summary": "One queue: its name and, depending on the command, its counts.",
         "fields": {
@@ -99,15 +99,18 @@ RECORDS = {
             "queue": "str: queue name",
             "broker": "str: redacted broker URL (cq-ls)",
             "messages": "int: messages in the queue (cq-len; Redis: the sum of its priority lists, "
-                        "unacked not included; RabbitMQ management API: ready + unacked)",
-            "ready": "int: messages waiting to be delivered (cq-len)",
+                        "unacked not included; RabbitMQ: ready + unacked, when unacked is known)",
+            "ready": "int: messages waiting to be delivered (cq-len; on RabbitMQ live, from a passive queue_declare)",
             "unacked": "int or null: delivered, not yet acknowledged; null when unknown (cq-len)",
-            "consumers": "int or null: consumers (cq-len; RabbitMQ only)",
+            "consumers": "int or null: consumers (cq-len; RabbitMQ only, live from a passive queue_declare)",
             "memory": "int or null: bytes the broker uses for the queue (cq-len; RabbitMQ management API only)",
             "by_priority": "object or null: messages per priority list, keyed by step as a string, "
                            "e.g. {\"0\": 5, \"3\": 0, \"6\": 1, \"9\": 0} (cq-len; Redis only)",
-            "source": "str: where the counts come from: redis, management (RabbitMQ management API) or "
-                      "amqp (passive queue_declare: ready and consumers only) (cq-len)",
+            "source": "str: where the counts come from: redis; amqp+management (RabbitMQ: ready and consumers "
+                      "from a passive queue_declare, unacked and memory from the management API); or amqp "
+                      "(queue_declare only: the API unreachable, or no statistics yet) (cq-len)",
+            "stats_age": "float or null: seconds since the management API sampled unacked and memory, by its own "
+                         "timestamps; null when they are not from it (cq-len, RabbitMQ)",
             "timestamp": "float: epoch seconds of the batch (cq-len --watch)",
             "purged": "int: messages removed, or that would be with --dry-run (cq-purge)",
             "unacked_purged": "int: unacked-hash entries removed (cq-purge --unacked, Redis)",
@@ -134,10 +137,11 @@ RECORDS = {
             "priority": "int or null: the message's priority property",
             "root_id": "str or null", "parent_id": "str or null",
             "origin": "str or null: pid@host of the sender",
-            "headers": "object: the message headers as sent",
+            "headers": "object: the message headers as sent (kept as sent when not an object; error says so)",
             "size": "int: bytes of the body",
             "body": "str: only for bodies not decoded, e.g. \"<pickle, 120 bytes>\"",
-            "error": "str: only when the body could not be decoded",
+            "error": "str: only when part of the message could not be decoded (headers or a field of the wrong "
+                     "type, which is then null; a body that is not valid base64 or JSON): what is wrong",
         },
     },
     "snapshot": {
@@ -179,11 +183,14 @@ RECORDS = {
         },
     },
     "error": {
-        "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("error", "size", "queue", "channel"),
-        "produced_by": "cev-dump, cq-peek", "consumed_by": "cev-cam (counted as errors), jq",
-        "summary": "Something in the stream could not be decoded; the stream goes on.",
+        "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("error", "size", "queue", "key", "channel"),
+        "produced_by": "cev-dump, cq-peek, cq-len, cq-purge", "consumed_by": "cev-cam (counted as errors), jq",
+        "summary": "Something in the stream could not be decoded, or a queue could not be read (a key of the "
+                   "wrong type); the stream and the other queues go on, and the command exits 65.",
         "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes",
-                   "queue": "str: the queue it was in (cq-peek)",
+                   "queue": "str: the queue it was in (cq-peek), or the queue that could not be read "
+                            "(cq-len, cq-purge, cq-peek)",
+                   "key": "str: the Redis key that is not a queue list (cq-len, cq-purge, cq-peek)",
                    "local_received": "float: epoch seconds (cev-dump)",
                    "channel": "str: the Redis channel it came on (cev-dump on Redis)"},
     },

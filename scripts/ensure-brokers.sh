@@ -2,7 +2,10 @@
 # Install (as root, from Debian) and start what the tests need when it is missing:
 # redis-server, rabbitmq-server with its management plugin, jq, man and groff (the
 # man pages are checked at 80 columns), zsh, tmux (bash completion is tested in a real
-# shell), npm, curl and openssl (the TLS tests make a throwaway certificate).
+# shell), npm, curl and openssl (the TLS tests make a throwaway certificate); for the
+# contrib/ tests, the tools munin-run (munin-node), promtool (prometheus) and
+# systemd-analyze (systemd), without their recommends (no exporters or plug-in
+# collections); their daemons are not used.
 # Idempotent: on a machine that has it all running, it only checks.
 set -euo pipefail
 
@@ -17,11 +20,18 @@ command -v zsh >/dev/null || missing+=(zsh)
 command -v npm >/dev/null || missing+=(npm)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "ensure-brokers: installing ${missing[*]}" >&2
+tools=()
+command -v munin-run >/dev/null || tools+=(munin-node)
+command -v promtool >/dev/null || tools+=(prometheus)
+command -v systemd-analyze >/dev/null || tools+=(systemd)
+
+apt_install() {  # apt-get install "$@" (options, then packages), quietly
+  echo "ensure-brokers: apt-get install $*" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+[ ${#tools[@]} -eq 0 ] || apt_install --no-install-recommends "${tools[@]}"
 
 # The shared Redis on 6379 is left alone when it runs (tests start private ones).
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

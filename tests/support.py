@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -167,14 +168,15 @@ class RabbitVhost:
 class TlsProxy:
     """TLS in front of a plain TCP port on 127.0.0.1 (a broker), with a throwaway certificate.
 
-    The certificate is self-signed for 127.0.0.1 and localhost; ``cert`` is
-    the file to trust (``?ssl_ca_certs=``).
+    The certificate is self-signed for ``names`` (127.0.0.1 and localhost by
+    default); ``cert`` is the file to trust (``?ssl_ca_certs=``).
     """
 
-    def __init__(self, target_port, workdir):
-        self.cert, key = os.path.join(workdir, "proxy-cert.pem"), os.path.join(workdir, "proxy-key.pem")
+    def __init__(self, target_port, workdir, names="IP:127.0.0.1,DNS:localhost"):
+        own = tempfile.mkdtemp(prefix="tls-proxy-", dir=workdir)  # several proxies may share a workdir
+        self.cert, key = os.path.join(own, "cert.pem"), os.path.join(own, "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-subj", "/CN=localhost", "-addext", f"subjectAltName={names}",
                         "-keyout", key, "-out", self.cert], check=True, capture_output=True)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(self.cert, key)

@@ -1,6 +1,7 @@
 """The thin core: resolution, redaction, NDJSON in and out, exits, fast --help."""
 
 import argparse
+import collections
 import datetime
 import io
 import os
@@ -19,6 +20,7 @@ from celops.core.broker import within as broker_within
 from celops.core.ndjson import MAX_LINE_BYTES, Reader, dumps
 from celops.core.redact import redact, redact_url
 from tests.conftest import run_bin, run_command
+from tests.queue_support import publish
 from tests.support import ROOT, TlsProxy
 
 
@@ -121,6 +123,7 @@ class RequirePass:
 
 
 def test_password_never_in_output(redis_server):
+    publish(redis_server.url(), [("celery", 0, (1, 1))])  # cq-ls lists only queues that exist
     with RequirePass(redis_server, "s3cretpw") as secured:
         result = run_bin("cq-ls", "-b", secured.url)
     assert result.status == 0, result
@@ -137,6 +140,7 @@ def test_redis_auth_refused(redis_server):
 
 def test_rediss_through_tls(redis_server, tmp_path):
     """rediss:// through a TLS proxy: trusted with ?ssl_ca_certs=, refused (69) without."""
+    publish(redis_server.url(), [("celery", 0, (1, 1))])  # a queue that exists: an unknown one is exit 1
     with TlsProxy(redis_server.port, str(tmp_path)) as proxy:
         url = f"rediss://127.0.0.1:{proxy.port}/0"
         trusted = run_bin("cq-len", "-b", f"{url}?ssl_ca_certs={proxy.cert}", "celery")
@@ -150,8 +154,8 @@ def test_rediss_through_tls(redis_server, tmp_path):
 @pytest.mark.parametrize("url, reason", [
     ("redis://127.0.0.1:1/0", "refused"),
     ("amqp://guest:guest@127.0.0.1:1//", "refused"),
-    ("redis://no-such-host.invalid:6379/0", ""),
-    ("amqp://guest:guest@no-such-host.invalid:5672//", ""),
+    ("redis://no-such-host.invalid:6379/0", "host not found"),
+    ("amqp://guest:guest@no-such-host.invalid:5672//", "host not found"),
     ("amqp://guest:wrong-password@127.0.0.1:5672//", "authentication refused"),
 ])
 def test_unreachable_broker_exits_69_with_one_line(url, reason):
@@ -163,6 +167,35 @@ def test_unreachable_broker_exits_69_with_one_line(url, reason):
     assert len(lines) == 1 and lines[0].startswith("cq-ls: error: cannot reach broker "), result
     assert reason.lower() in lines[0].lower()
     assert result.stdout == b""
+
+
+@pytest.mark.parametrize("scheme", ["amqp", "rediss"])
+def test_a_kombu_connect_is_one_attempt(scheme):
+    """A broker port that hangs up is reported after ONE connection attempt, not after kombu's 2 s retry."""
+    import socket
+    import threading
+
+    from celops.core.exits import BrokerUnavailable
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def hang_up():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            accepted.append(connection)
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        with pytest.raises(BrokerUnavailable, match="cannot reach broker"):
+            Broker(f"{scheme}://guest:guest@127.0.0.1:{listener.getsockname()[1]}/0", "test").kombu(10)
+    finally:
+        listener.close()
+    assert len(accepted) == 1  # every attempt was accepted (and hung up on) before kombu() gave up
 
 
 def test_rabbitmq_listing_in_a_private_vhost(rabbit_vhost, unique):
@@ -178,19 +211,19 @@ def test_rabbitmq_listing_in_a_private_vhost(rabbit_vhost, unique):
 
 # NDJSON writer ----------------------------------------------------------------------
 
-class Pointish(tuple):
-    pass
+Point = collections.namedtuple("Point", "x y")
 
 
 def test_writer_encodings():
     when = datetime.datetime(2026, 11, 22, 3, 40, 1, tzinfo=datetime.timezone.utc)
     record = {"when": when, "ids": {"b"}, "pair": (1, 2), "text": b"hi", "blob": b"\xff\x00",
-              "id": uuid.UUID(int=1), "delta": datetime.timedelta(seconds=1.5)}
+              "id": uuid.UUID(int=1), "delta": datetime.timedelta(seconds=1.5), "point": Point(3, 4)}
     line = dumps(record)
     assert line.endswith(b"\n") and line.count(b"\n") == 1 and b" " not in line
     decoded = orjson.loads(line)
     assert decoded == {"when": "2026-11-22T03:40:01+00:00", "ids": ["b"], "pair": [1, 2], "text": "hi",
-                       "blob": "/wA=", "id": "00000000-0000-0000-0000-000000000001", "delta": 1.5}
+                       "blob": "/wA=", "id": "00000000-0000-0000-0000-000000000001", "delta": 1.5,
+                       "point": [3, 4]}
     assert b"__type__" not in line
 
 
@@ -353,9 +386,23 @@ def test_reader_values_plain_lines_records_and_json_strings():
     stdin = io.BytesIO(b'plain-id\n{"uuid": "from-record"}\n"from-jq-without-r"\n[1, 2]\n\xff\xfe\n{"other": 1}\n')
     reader = Reader(["-"], stdin, reports.append)
     assert list(reader.values(["uuid"])) == ["plain-id", "from-record", "from-jq-without-r"]
-    assert reports == ["<stdin>:4: not a JSON object but list", "<stdin>:5: not UTF-8 text",
+    assert reports == ["<stdin>:4: a JSON list, not a record or a name", "<stdin>:5: not UTF-8 text",
                        "<stdin>:6: no uuid field"]
-    assert reader.bad_lines == 3
+
+
+def test_reader_values_reject_what_no_queue_or_task_is_named():
+    """Issue 11: garbage on stdin became queue names and task ids sent to workers."""
+    reports = []
+    stdin = io.BytesIO(b'\xef\xbb\xbf{"type":"queue","queue":"q1"}\n{"queue":""}\n\x00\n42\nnull\n'
+                       b'not json {\n{"queue": 5}\n{broken\nq2\n"a\\tb"\n-1.5e3\ntrue\n')
+    reader = Reader(["-"], stdin, reports.append)
+    assert list(reader.values(["queue"])) == ["q1", "q2"]
+    assert [report.split(":", 2)[1] for report in reports] == ["2", "3", "4", "5", "6", "7", "8", "10", "11", "12"]
+    assert reports[0] == "<stdin>:2: empty name: ''" and "control character" in reports[1]
+    assert "bare JSON value (42)" in reports[2] and "broken JSON" in reports[4] and "is a int" in reports[5]
+    assert reader.bad_lines == 10
+    ids = Reader(["-"], io.BytesIO(b"a b\nu-1\n"), reports.append)
+    assert list(ids.values(["uuid"], ids=True)) == ["u-1"] and "blank inside a task id" in reports[-1]
 
 
 # AMQP field tables (amqpwire) ---------------------------------------------------------

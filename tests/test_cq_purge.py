@@ -44,11 +44,11 @@ def test_redis_consent_dry_run_and_what_survives(fresh_redis_url, unique):
 
     dry = run_command(cq_purge.main, ["-b", url, "-X", "keep", "--dry-run"])
     assert dry.status == 0, dry
-    assert {r["queue"]: r["purged"] for r in dry.records} == {"celery": 0, unique: 3, ODD_NAME: 3}
+    assert {r["queue"]: r["purged"] for r in dry.records} == {unique: 3, ODD_NAME: 3}
     assert all(r["dry_run"] for r in dry.records)
 
     status, out, err = run_on_terminal(["-b", url, "-Q", f"{unique},{ODD_NAME}"], b"n\n")
-    assert status == 2 and out == b"" and f"{unique}: 3 messages" in err and "[y/N]" in err
+    assert status == 1 and out == b"" and "not confirmed" in err and f"{unique}: 3 messages" in err and "[y/N]" in err
     status, out, err = run_on_terminal(["-b", url, "-Q", f"{unique},{ODD_NAME}", "-Q", "keep", "-X", "keep"], b"y\n")
     assert status == 0, err
     assert out.splitlines() == [b'{"type":"queue","queue":"%s","purged":3}' % unique.encode(),
@@ -59,9 +59,22 @@ def test_redis_consent_dry_run_and_what_survives(fresh_redis_url, unique):
     assert client.get("other:app:key") == b"precious" and client.hlen("unacked") == 1
     assert any(key.startswith(b"_kombu.binding.") for key in client.keys())
 
-    not_a_queue = run_command(cq_purge.main, ["-b", url, "-Q", "keep,other:app:key", "-f"])
-    assert not_a_queue.status == 1 and "'other:app:key' is not a queue list" in not_a_queue.stderr
-    assert client.get("other:app:key") == b"precious" and lengths(url, "keep") == {"keep": 3}
+
+def test_redis_a_key_that_is_not_a_list_is_reported_and_the_rest_purged(fresh_redis_url, unique):
+    """One wrong-type key used to stop the whole purge (exit 1, nothing purged); it is never removed."""
+    url = fresh_redis_url
+    publish(url, [(q, 0, (1, 1)) for q in (unique, "keep")])
+    client = redis.Redis.from_url(url)
+    client.set("strq", "precious")
+    client.sadd("_kombu.binding.strq", "strq\x06\x16\x06\x16strq")
+    for argv in (["--dry-run"], ["-f"]):
+        result = run_command(cq_purge.main, ["-b", url, "-Q", f"strq,{unique}", *argv])
+        assert result.status == 65, result
+        assert result.records[0] == {"type": "error", "queue": "strq", "key": "strq",
+                                     "error": "holds a string, not a list"}
+        assert result.records[1]["queue"] == unique and result.records[1]["purged"] == 1
+        assert "cq-purge: error: queue 'strq': key 'strq' holds a string, not a list" in result.stderr
+    assert client.get("strq") == b"precious" and lengths(url, unique, "keep") == {unique: 0, "keep": 1}
 
 
 def test_redis_global_keyprefix_app_with_force(fresh_redis_url, unique):

@@ -274,7 +274,7 @@ def run(ctx):
 
             reader = Reader(["-"], ctx.io.stdin, ctx.warn)
             at = ids.index("-")
-            ids[at:at + 1] = reader.values(tuple(args.id_field or DEFAULT_ID_FIELDS))
+            ids[at:at + 1] = reader.values(tuple(args.id_field or DEFAULT_ID_FIELDS), ids=True)
         if not ids:
             ctx.warn("no task ids on input: nothing sent")
             return ExitStatus.DATA_ERROR if reader.bad_lines else ExitStatus.OK
@@ -305,7 +305,7 @@ def collect(ctx, request, batches, expected):
     args = ctx.args
     deadline = time.monotonic() + args.timeout
     wire_command = "ping" if request.command == "status" else request.command
-    with open_mailbox(ctx.broker, args.timeout) as mailbox:
+    with open_mailbox(ctx.broker, args.timeout, ctx.warn) as mailbox:
         replied = {mailbox.request(wire_command, batch, request.destination, expires_in=args.timeout): set()
                    for batch in batches}
         if COMMANDS[request.command].silent:

@@ -2,24 +2,33 @@
 
 The queues are the ones named, the ones read from standard input with -
 (plain lines or records with a "queue" field, such as cq-ls output), or,
-when none are named, every queue cq-ls would list.
+when none are named, every queue cq-ls would list (and the -A app's).
 
 On Redis, messages is the sum of the queue's priority lists (QUEUE, then
 QUEUE + sep + step for steps 3, 6, 9, under the app's global_keyprefix);
 by_priority has each list. A missing list is an empty queue. All lengths
 come from one pipelined round trip however many queues there are.
 
-On RabbitMQ, the counts come from the management API (messages =
-ready + unacked, consumers, memory). When the API cannot be reached, a
-passive queue_declare gives ready messages and consumers only, and the
-record says "source": "amqp".
+On RabbitMQ, ready and consumers come live from a passive queue_declare
+(exact, as of now); unacked and memory, which AMQP does not tell, from the
+management API, whose statistics are samples: stats_age says how old they
+are. messages = ready + unacked. When the API cannot be reached (or has no
+statistics yet for a new queue) unacked and memory are null and the record
+says "source": "amqp".
+
+A queue the broker does not know (Redis: no binding names it and none of
+its lists exists; RabbitMQ: no such queue) gets no record but a warning,
+"cq-len: unknown queue 'NAME' (...)", and the exit status is 1, with or
+without --max: a typo in a cron job's queue name never reads as an empty
+queue. A key that bears a queue's name but is not a list gets an error
+record (see RECORDS) and exit 65; every other queue is still measured.
 """
 
 import time
 
 from celops.core import cli
-from celops.core.exits import ExitStatus, UsageError
-from celops.core.queues import UNACKED_LIMIT, add_queue_argument
+from celops.core.exits import BrokerUnavailable, ExitStatus, UsageError
+from celops.core.queues import UNACKED_CHUNK, UNACKED_LIMIT, add_queue_argument
 from celops.core.rabbit import add_management_option
 
 
@@ -28,31 +37,50 @@ def build_parser():
                                 formats={"prom": "the Prometheus text exposition format"})
     add_queue_argument(parser, help="queues to measure; - reads names from standard input; none means all")
     parser.add_argument("--watch", type=cli.positive_float, metavar="SECONDS",
-                        help="repeat every SECONDS, forever: one batch of records per tick, each with a timestamp")
+                        help="repeat every SECONDS, forever: one batch of records per tick, each with a timestamp; "
+                             "rides out broker outages (see WATCH)")
     parser.add_argument("--textfile", metavar="PATH",
                         help="write the Prometheus format to PATH atomically (temp file, then rename), "
                              "for node_exporter's textfile collector; implies --format prom")
     parser.add_argument("--max", type=int, metavar="N",
-                        help="exit 1 when any queue holds more than N messages (for cron alerts)")
+                        help="exit 1 when any queue holds more than N messages, or is unknown (for cron alerts)")
     add_management_option(parser)
     parser.man_sections += [
         ("RECORDS",
          '{"type":"queue","queue":NAME,"messages":N,"ready":N,"unacked":N|null,"consumers":N|null,\n'
          '   "memory":BYTES|null,"by_priority":{"0":N,"3":N,"6":N,"9":N}|null,\n'
-         '   "source":"redis"|"management"|"amqp"}'
-         "\n\nWith --watch every record also has \"timestamp\": epoch seconds of its batch."),
+         '   "source":"redis"|"amqp+management"|"amqp","stats_age":SECONDS|null}'
+         "\n\nWith --watch every record also has \"timestamp\": epoch seconds of its batch.\n\n"
+         "A queue whose Redis key is not a list (another application's string or hash under that name):\n"
+         '  {"type":"error","queue":NAME,"key":KEY,"error":"holds a string, not a list"}\n'
+         "and a stderr line; its counts are not given (nor put in the Prometheus output), the other queues' are, "
+         "and the exit status is 65."),
+        ("WATCH",
+         "With --watch, a broker that goes away after the first batch is not the end: cq-len says so on "
+         "stderr (\"cq-len: cannot reach broker URL: REASON; retrying\"), tries again after 0.1 s, doubling up "
+         "to 5 s between tries, says \"cq-len: broker back after N s\" and goes on with the next batch. No "
+         "records are written meanwhile. Only a broker that cannot be reached at start-up ends cq-len "
+         "(exit 69)."),
+        ("SEPARATOR AND PRIORITY STEPS",
+         "On Redis, kombu joins a queue's name and priority step with the transport option sep, and binds "
+         "queues with binding members ROUTING_KEY + sep + PATTERN + sep + QUEUE. Without -A, cq-len takes sep "
+         "from the binding sets (the one that splits the most members in three) and the steps from the lists "
+         "that exist under it (one SCAN MATCH walk, COUNT 1000 a call), and says on stderr when either is "
+         "not kombu's default. With -A the app's broker_transport_options are used as they are."),
         ("UNACKED ON REDIS",
          "A Redis broker keeps each delivered but unacknowledged message in the hash \"unacked\" "
          "(the transport option unacked_key) as [message, exchange, routing_key]. cq-len counts the entries "
          "whose routing key is the queue's name (celery's routing) with a short script run inside Redis, "
-         "in the same pipeline as the lengths: no message crosses the network. The hash normally holds "
+         f"{UNACKED_CHUNK} entries (one HSCAN step) a call, the first call in the same pipeline as the lengths: "
+         "no message crosses the network and no call holds Redis up for long. The hash normally holds "
          "only the workers' prefetched messages; when it holds more than "
          f"{UNACKED_LIMIT} entries cq-len does not read it and reports \"unacked\": null, with a warning. "
          "Unacked messages are not in the lists, so they are not in messages."),
         ("CAVEATS",
          "RabbitMQ's management API samples its statistics (every 5 s by default: collect_statistics_interval), "
-         "so its counts may lag a few seconds behind; a queue too new to have statistics is asked by passive "
-         "queue_declare instead (\"source\": \"amqp\")."),
+         "so unacked and memory may lag a few seconds behind: stats_age is the seconds since the API's newest "
+         "sample (its own timestamps, against this machine's clock). ready and consumers are exact, from a "
+         "passive queue_declare per queue; a queue too new to have statistics has \"source\": \"amqp\"."),
         ("PROMETHEUS",
          "--format prom writes the gauges celery_queue_length{queue}, celery_queue_unacked{queue}, "
          "celery_queue_consumers{queue} and celery_queue_priority_length{queue,priority} (Redis); "
@@ -60,13 +88,15 @@ def build_parser():
         ("EXAMPLES",
          "  cq-len\n  cq-len celery video -t 2\n  cq-ls | grep -v test | cq-len -\n"
          "  cq-len --textfile /var/lib/node_exporter/celery.prom    # from cron\n"
-         "  cq-len --max 1000 >/dev/null || echo 'backlog!'\n"
+         "  cq-len --max 1000 video >/dev/null || echo 'backlog (or no queue video)!'\n"
          "  cq-len --watch 5 | jq -c '[.timestamp, .queue, .messages]'"),
     ]
     return parser
 
 
 def run(ctx):
+    from celops.core.queues import QueueReport
+
     args = ctx.args
     if args.watch and args.max is not None:
         raise UsageError("--max is for one-shot runs (cron); it cannot be used with --watch")
@@ -74,9 +104,16 @@ def run(ctx):
         args.format = "prom"
     broker = ctx.broker
     names, bad_lines = _queue_names(ctx)
+    report = QueueReport(ctx, records_on_stdout=args.format != "prom")
     measure = _measurer(ctx, broker, names)
     while True:
-        records = measure()
+        try:
+            records = report.sorted_out(measure())
+        except BrokerUnavailable as outage:
+            if not args.watch:
+                raise
+            measure = _ride_out(ctx, outage, lambda: _measurer(ctx, broker, names))
+            continue
         if args.format == "prom":
             _write_prometheus(ctx, records)
         else:
@@ -92,7 +129,23 @@ def run(ctx):
         ctx.warn(f"queue {name!r} holds more than {args.max} messages")
     if bad_lines:
         return ExitStatus.DATA_ERROR
-    return ExitStatus.FAILURE if over else ExitStatus.OK
+    return report.status() or (ExitStatus.FAILURE if over else ExitStatus.OK)
+
+
+def _ride_out(ctx, outage, reconnect):
+    """Say the broker went away, then ``reconnect()`` with backoff until it answers; returns what it gave."""
+    from celops.core.events import _backoff
+
+    ctx.warn(f"{outage}; retrying")
+    since = time.monotonic()
+    for delay in _backoff():
+        time.sleep(delay)
+        try:
+            connected = reconnect()
+        except BrokerUnavailable:
+            continue
+        ctx.warn(f"broker back after {time.monotonic() - since:.1f} s")
+        return connected
 
 
 def _queue_names(ctx):
@@ -109,22 +162,32 @@ def _queue_names(ctx):
 
 
 def _measurer(ctx, broker, names):
-    """A function returning one batch of queue records, reusing one connection across ticks."""
+    """A function returning one batch of queue records, reusing one connection across ticks.
+
+    None ``names`` means every queue the broker has, and the -A app's.
+    """
     timeout = ctx.args.timeout
     if broker.transport == "redis":
         from celops.core.queues import existing_queues, redis_client, redis_lengths
 
-        client = redis_client(broker, timeout)
+        client = redis_client(broker, timeout, ctx.warn)
 
         def measure():
-            queues = names if names is not None else existing_queues(broker, timeout, client=client)
+            queues = names if names is not None else sorted(
+                {*existing_queues(broker, timeout, client=client), *(broker.queues or [])})
             return redis_lengths(broker, client, queues, ctx.warn)
         return measure
 
     from celops.core.queues import rabbit_lengths
 
     connection = broker.kombu(timeout)
-    return lambda: rabbit_lengths(broker, connection, names, timeout, ctx.args.management_url, ctx.warn)
+
+    def measure():
+        try:
+            return rabbit_lengths(broker, connection, names, timeout, ctx.args.management_url, ctx.warn)
+        except connection.connection_errors as exc:
+            raise BrokerUnavailable(broker.url, str(exc) or type(exc).__name__) from exc
+    return measure
 
 
 def _write_prometheus(ctx, records):

@@ -1,9 +1,14 @@
 """List the queues that exist on the broker, one queue record per line.
 
-On Redis the queues come from kombu's binding sets (found with SCAN, never
-KEYS) plus celery's default queue; on RabbitMQ from the management API, in
-the broker URL's vhost. celery's internal queues (pidbox mailboxes, reply
-queues, celeryev.* event queues) are hidden unless --all.
+Only queues that exist are listed: on Redis those kombu's binding sets
+name (found with SCAN, COUNT 1000 a call, never KEYS, so that no call holds
+Redis up for long), on RabbitMQ those the management API shows in the
+broker URL's vhost. Not celery's default queue, nor an -A app's queue, when
+the broker does not have it. celery's internal queues (pidbox mailboxes,
+reply queues, celeryev.* event queues) are hidden unless --all.
+
+On Redis without -A, the separator of the binding members is inferred from
+them, and said on stderr when it is not kombu's default (see cq-len(1)).
 """
 
 from celops.core import cli
@@ -28,7 +33,8 @@ def run(ctx):
 def cli_queue_names(ctx, broker):
     from celops.core.queues import existing_queues
 
-    return existing_queues(broker, ctx.args.timeout, ctx.args.management_url, include_internal=ctx.args.all)
+    return existing_queues(broker, ctx.args.timeout, ctx.args.management_url, include_internal=ctx.args.all,
+                           warn=ctx.warn)
 
 
 def main(argv=None, io=None):

@@ -2,18 +2,31 @@
 
 The queues are -Q's, less -X's; without -Q, the -A app's queues, or else
 every queue cq-ls lists (never celery's internal ones). On Redis all the
-queue's priority lists go, in one transaction that also counts them; no
-other key is touched (not the bindings, not the unacked hash, not another
+queue's priority lists go, in one transaction that also counts them, with
+UNLINK (Redis 4 or later), which frees the messages in the background
+instead of holding Redis up while a long list is freed; no other key is
+touched (not the bindings, not the unacked hash, not another
 application's keys). On RabbitMQ each queue is purged with queue.purge.
 
 On a terminal cq-purge shows the per-queue counts and asks. Without a
 terminal on standard input (a pipe, cron) it refuses unless -f/--force:
-that is a usage error, exit 2. --dry-run prints the records a purge would
-print, exactly, and removes nothing.
+that is a usage error, exit 2; answering anything but y is the job's own
+negative result, exit 1. --dry-run prints the records a purge would print,
+exactly, and removes nothing.
+
+A queue the broker does not know (Redis: no binding names it and none of
+its lists exists; RabbitMQ: no such queue) is not purged but named in a
+warning, "cq-purge: unknown queue 'NAME' (...)", and the exit status is 1.
+On Redis a key that bears a queue's name but is not a list is never
+removed: it gets an error record and exit 65. The other queues are purged.
 """
 
 from celops.core import cli
 from celops.core.exits import CelopsError, UsageError
+from celops.core.queues import UnknownQueue
+
+# The unacked entries --unacked removes per HDEL (and ZREM) command.
+UNACKED_DELETE_CHUNK = 1000
 from celops.core.rabbit import add_management_option
 
 
@@ -35,13 +48,16 @@ def build_parser():
         ("RECORDS",
          '  {"type":"queue","queue":NAME,"purged":N}\n\n'
          'One per queue; with --unacked also "unacked_purged":N; '
-         'with --dry-run also "dry_run":true, and the counts are what would go.'),
+         'with --dry-run also "dry_run":true, and the counts are what would go. '
+         'A queue whose Redis key is not a list (see above):\n'
+         '  {"type":"error","queue":NAME,"key":KEY,"error":"holds a string, not a list"}'),
         ("UNACKED",
          "A purge removes waiting messages only. Messages a worker has already prefetched are not in the "
          "queue any more and survive it (celery issue 455): they run, or, if their worker dies, come back. "
          "On Redis kombu keeps a copy of each of them in the unacked hash so that it can restore them; "
          "--unacked also deletes the copies whose routing key names a purged queue, so that they never "
-         "come back. Tasks already prefetched by a live worker still run: revoke them (cctl revoke) or "
+         "come back: it finds them with HSCAN and deletes them 1000 a command, after the lists, so that no "
+         "command holds Redis up for long. Tasks already prefetched by a live worker still run: revoke them (cctl revoke) or "
          "restart the workers. RabbitMQ returns unacked messages to the queue when their consumer goes, "
          "and has no way to purge them: there --unacked is refused."),
         ("EXAMPLES",
@@ -54,6 +70,8 @@ def build_parser():
 
 
 def run(ctx):
+    from celops.core.queues import QueueReport
+
     args = ctx.args
     broker = ctx.broker
     if args.unacked and broker.transport != "redis":
@@ -62,15 +80,20 @@ def run(ctx):
     queues = _selected_queues(ctx, broker, purger)
     if not queues:
         raise UsageError("no queues to purge")
-    if args.dry_run:
-        for record in purger.counts(queues):
-            ctx.out.write({**record, "dry_run": True})
-        return 0
-    if not args.force:
-        _ask(ctx, broker, purger.counts(queues))
-    for record in purger.purge(queues):
+    report = QueueReport(ctx)
+    if args.dry_run or not args.force:
+        counts = report.sorted_out(purger.counts(queues))
+        if args.dry_run:
+            for record in counts:
+                ctx.out.write({**record, "dry_run": True})
+            return report.status()
+        if not counts:
+            return report.status()
+        _ask(ctx, broker, counts)
+        queues = [record["queue"] for record in counts]
+    for record in report.sorted_out(purger.purge(queues)):
         ctx.out.write(record)
-    return 0
+    return report.status()
 
 
 def _selected_queues(ctx, broker, purger):
@@ -81,7 +104,7 @@ def _selected_queues(ctx, broker, purger):
 
 
 def _ask(ctx, broker, counts):
-    """Show the counts and ask on the terminal; without one, refuse (exit 2)."""
+    """Show the counts and ask on the terminal; without one, refuse (exit 2); a "no" ends with exit 1."""
     if not ctx.io.stdin_is_tty():
         raise UsageError("refusing to purge without a terminal to confirm on; use -f/--force "
                          "(or --dry-run to see what would go)")
@@ -95,7 +118,7 @@ def _ask(ctx, broker, counts):
     ctx.io.stderr.flush()
     answer = ctx.io.stdin.readline().decode("utf-8", "replace").strip().lower()
     if answer not in ("y", "yes"):
-        raise UsageError("not confirmed; nothing purged")
+        raise CelopsError("not confirmed; nothing purged")  # the job's own negative result: exit 1
 
 
 class RedisPurger:
@@ -106,7 +129,7 @@ class RedisPurger:
 
         self.broker = broker
         self.timeout = ctx.args.timeout
-        self.client = redis_client(broker, self.timeout)
+        self.client = redis_client(broker, self.timeout, ctx.warn)
         self.with_unacked = ctx.args.unacked
 
     def existing(self):
@@ -114,47 +137,67 @@ class RedisPurger:
 
         return existing_queues(self.broker, self.timeout, client=self.client)
 
-    def _keys(self, queues):
-        return [key for queue in queues for _, key in self.broker.priority_keys(queue)]
+    def _lengths(self, queues):
+        """Per queue, ``{key: length}`` of its priority lists (one pipeline), or a BadKey if one is not a list."""
+        from celops.core.queues import BadKey, length_or_problem
 
-    def _lengths(self, keys):
-        """LLEN of every key, in one pipeline; a key that is not a list stops everything."""
-        from celops.core.queues import checked_length
-
-        return [checked_length(key, length) for key, length in zip(keys, self.client.pipeline(
-            ("LLEN", key) for key in keys))]
+        keys = [key for queue in queues for _, key in self.broker.priority_keys(queue)]
+        replies = iter(self.client.pipeline(("LLEN", key) for key in keys))
+        by_queue = {}
+        for queue in queues:
+            lengths = {key: length_or_problem(self.client, queue, key, next(replies))
+                       for _, key in self.broker.priority_keys(queue)}
+            by_queue[queue] = next((value for value in lengths.values() if isinstance(value, BadKey)), lengths)
+        return by_queue
 
     def counts(self, queues):
-        keys = self._keys(queues)
-        return self._records(queues, self._lengths(keys), self._unacked_tags(queues) if self.with_unacked else None)
+        lengths = self._lengths(queues)
+        tags = self._unacked_tags(queues) if self.with_unacked else None
+        return self._known([self._record(queue, sum(found.values()), tags) if isinstance(found, dict) else found
+                            for queue, found in lengths.items()])
 
     def purge(self, queues):
-        """LLEN and DEL every priority list in one MULTI/EXEC, so the counts are exactly what went."""
-        from celops.core.queues import unacked_key
+        """LLEN and UNLINK every priority list in one MULTI/EXEC, so the counts are exactly what went.
 
-        tags = self._unacked_tags(queues) if self.with_unacked else None
-        keys = self._keys(queues)
-        self._lengths(keys)  # never DEL a key of another type that happens to bear a queue's name
-        commands = [command for key in keys for command in (("LLEN", key), ("DEL", key))]
-        every_tag = [tag for queue_tags in (tags or {}).values() for tag in queue_tags]
-        if every_tag:
-            index_key = self.broker.key(self.broker.transport_options.get("unacked_index_key", "unacked_index"))
-            commands += [("HDEL", unacked_key(self.broker), *every_tag), ("ZREM", index_key, *every_tag)]
-        *_, replies = self.client.pipeline([("MULTI",), *commands, ("EXEC",)])
+        A queue with a key that is not a list is left alone and reported.
+        """
+        lengths = self._lengths(queues)
+        lists = [queue for queue, found in lengths.items() if isinstance(found, dict)]
+        tags = self._unacked_tags(lists) if self.with_unacked else None
+        keys = [key for queue in lists for key in lengths[queue]]
+        *_, replies = self.client.pipeline([("MULTI",), *(command for key in keys
+                                                           for command in (("LLEN", key), ("UNLINK", key))),
+                                            ("EXEC",)])
         if not isinstance(replies, list):
             raise CelopsError(f"purge transaction failed: {replies}")
-        return self._records(queues, replies[0:2 * len(keys):2], tags)
+        self._drop_unacked(tags or {})
+        purged = iter(replies[0::2])
+        return self._known([self._record(queue, sum(next(purged) for _ in found), tags)
+                            if isinstance(found, dict) else found for queue, found in lengths.items()])
 
-    def _records(self, queues, lengths, tags):
-        lengths = iter(lengths)
-        records = []
-        for queue in queues:
-            record = {"type": "queue", "queue": queue,
-                      "purged": sum(next(lengths) for _ in self.broker.priority_steps)}
-            if tags is not None:
-                record["unacked_purged"] = len(tags.get(queue, ()))
-            records.append(record)
-        return records
+    def _known(self, items):
+        """Records of queues with nothing to purge and no binding become UnknownQueue (never a silent 0)."""
+        from celops.core.queues import known_only
+
+        return known_only(self.broker, self.client, items,
+                          lambda record: record["purged"] + record.get("unacked_purged", 0))
+
+    @staticmethod
+    def _record(queue, purged, tags):
+        record = {"type": "queue", "queue": queue, "purged": purged}
+        if tags is not None:
+            record["unacked_purged"] = len(tags.get(queue, ()))
+        return record
+
+    def _drop_unacked(self, tags):
+        """HDEL and ZREM the entries, UNACKED_DELETE_CHUNK tags a command: no command long enough to stall Redis."""
+        from celops.core.queues import unacked_key
+
+        every_tag = [tag for queue_tags in tags.values() for tag in queue_tags]
+        index_key = self.broker.key(self.broker.transport_options.get("unacked_index_key", "unacked_index"))
+        for start in range(0, len(every_tag), UNACKED_DELETE_CHUNK):
+            chunk = every_tag[start:start + UNACKED_DELETE_CHUNK]
+            self.client.checked(("HDEL", unacked_key(self.broker), *chunk), ("ZREM", index_key, *chunk))
 
     def _unacked_tags(self, queues):
         """``{queue: [delivery tags]}`` of the unacked entries routed to each queue (HSCAN)."""
@@ -191,15 +234,22 @@ class RabbitPurger:
     def counts(self, queues):
         from celops.core.queues import declare_passive
 
-        return [{"type": "queue", "queue": queue, "purged": declare_passive(self.connection, queue, self.ctx.warn)[0]}
-                for queue in queues]
+        return _each(queues, lambda queue: declare_passive(self.connection, queue)[0])
 
     def purge(self, queues):
         from celops.core.queues import on_queue
 
-        for queue in queues:
-            purged = on_queue(self.connection, queue, self.ctx.warn, 0, lambda channel: channel.queue_purge(queue))
-            yield {"type": "queue", "queue": queue, "purged": purged or 0}
+        return _each(queues, lambda queue: on_queue(self.connection, queue,
+                                                    lambda channel: channel.queue_purge(queue)) or 0)
+
+
+def _each(queues, purged):
+    """A record ``{"queue", "purged": purged(queue)}`` per queue, or the UnknownQueue it raised."""
+    for queue in queues:
+        try:
+            yield {"type": "queue", "queue": queue, "purged": purged(queue)}
+        except UnknownQueue as unknown:
+            yield unknown
 
 
 def main(argv=None, io=None):

@@ -53,10 +53,13 @@ def send(connection, command, arguments=None, destination=None):
     mailbox(connection)._broadcast(command, arguments or {}, destination, reply=False)
 
 
-def open_mailbox(broker, timeout):
-    """A reply-collecting session on ``broker``; connecting gives up after ``timeout`` seconds."""
+def open_mailbox(broker, timeout, warn=None):
+    """A reply-collecting session on ``broker``; connecting gives up after ``timeout`` seconds.
+
+    ``warn`` says what a Redis session inferred about the cluster (see RedisMailbox).
+    """
     if broker.url.startswith("redis://"):
-        return RedisMailbox(broker, timeout)
+        return RedisMailbox(broker, timeout, warn)
     if broker.transport == "amqp":
         return AmqpMailbox(broker, timeout)
     return KombuMailbox(broker, timeout)
@@ -110,18 +113,27 @@ class RedisMailbox(_Session):
     queue through the ``_kombu.binding.reply.celery.pidbox`` set and LPUSH
     replies onto it; we BRPOP them. ``global_keyprefix``, ``sep`` and
     ``fanout_prefix`` from the app's transport options are honoured.
+
+    Our binding member must be in the workers' ``sep``: one they cannot
+    split breaks every reply of every client ("not enough values to
+    unpack") until it is removed. Without -A, the sep is taken from the
+    workers' own mailbox bindings and the reply bindings, before anything is
+    written (``adopt_cluster_layout``).
     """
 
-    def __init__(self, broker, timeout):
+    def __init__(self, broker, timeout, warn=None):
         super().__init__()
+        from celops.core.redis_layout import adopt_cluster_layout
         from celops.core.resp import Redis
 
         self.broker = broker
-        self.topic = broker.fanout_topic(EXCHANGE)
+        self.wire = Redis.connect(broker, timeout)
         self.binding_key = broker.key(f"_kombu.binding.{REPLY_EXCHANGE}")
+        adopt_cluster_layout(broker, self.wire, warn, find_steps=False,
+                             binding_keys=[broker.key(f"_kombu.binding.{EXCHANGE}"), self.binding_key])
+        self.topic = broker.fanout_topic(EXCHANGE)
         self.binding = broker.sep.join([self.oid, "", self.reply_queue])
         self.reply_keys = [key for _, key in broker.priority_keys(self.reply_queue)]
-        self.wire = Redis.connect(broker, timeout)
         self._bound = False
 
     def _publish(self, body, headers):

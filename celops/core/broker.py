@@ -9,9 +9,10 @@ app also contributes ``broker_transport_options`` (``global_keyprefix``,
 import os
 import sys
 import threading
-from urllib.parse import parse_qs, unquote, urlsplit
+from collections import namedtuple
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from celops.core.exits import BrokerUnavailable, CelopsError, MissingDependency, UsageError
+from celops.core.exits import BrokerUnavailable, CelopsError, ConfigError, MissingDependency, UsageError
 from celops.core.redact import redact_url
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -115,37 +116,104 @@ class Broker:
     def secure(self):
         return self.url.split(":", 1)[0] in ("rediss", "amqps")
 
-    def wrap_tls(self, sock):
-        """TLS for the hand-spoken protocols, honouring ssl_ca_certs, ssl_certfile, ssl_keyfile and
-        ssl_cert_reqs=none in the URL query (redis-py's names, for amqps:// too)."""
+    @property
+    def tls(self):
+        """The URL's TLS options, read once here for every client (the lean ones and kombu's alike).
+
+        redis-py's names, for amqps:// too: ``ssl_ca_certs`` (trust the CAs in
+        that file instead of the system's), ``ssl_certfile``/``ssl_keyfile`` (a
+        client certificate) and ``ssl_cert_reqs`` (``required``, the default,
+        or ``none``: no certificate or host name check). Without them the
+        broker's certificate is checked against the system CAs and its host name.
+        """
+        query = {key: values[-1] for key, values in parse_qs(urlsplit(self.url).query).items()
+                 if key.startswith("ssl_")}
+        unknown = sorted(set(query) - set(TLS_OPTIONS))
+        if unknown:
+            raise UsageError(f"unknown TLS option {unknown[0]!r} in {self.redacted_url} "
+                             f"(celops knows {', '.join(TLS_OPTIONS)})")
+        cert_reqs = query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")
+        if cert_reqs not in ("required", "optional", "none"):
+            raise UsageError(f"bad ssl_cert_reqs={query['ssl_cert_reqs']!r} in {self.redacted_url} "
+                             "(use required or none)")
+        return TlsOptions(query.get("ssl_ca_certs"), query.get("ssl_certfile"), query.get("ssl_keyfile"),
+                          verify=cert_reqs != "none")
+
+    def tls_context(self):
+        """An ``ssl.SSLContext`` from ``tls``; a CA or certificate file that can't be used is a ConfigError."""
         import ssl
 
-        query = {key: values[-1] for key, values in parse_qs(urlsplit(self.url).query).items()}
-        context = ssl.create_default_context(cafile=query.get("ssl_ca_certs"))
-        if query.get("ssl_certfile"):
-            context.load_cert_chain(query["ssl_certfile"], query.get("ssl_keyfile"))
-        if query.get("ssl_cert_reqs", "").lower() in ("none", "cert_none"):
+        tls = self.tls
+        try:
+            context = ssl.create_default_context(cafile=tls.cafile)
+            if tls.certfile:
+                context.load_cert_chain(tls.certfile, tls.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot use the TLS files in {self.redacted_url}: {exc}") from None
+        if not tls.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        return context.wrap_socket(sock, server_hostname=self.host)
+        return context
+
+    def wrap_tls(self, sock):
+        """TLS for the hand-spoken protocols (resp, amqpwire), as ``tls`` says."""
+        return self.tls_context().wrap_socket(sock, server_hostname=self.host)
+
+    def kombu_ssl(self):
+        """``tls`` as kombu's ``ssl`` argument: redis-py's SSLConnection options, or py-amqp's.
+
+        Never kombu's own reading of the URL: on rediss:// without options it
+        turns verification off (with a warning nobody sees), and on amqps://
+        it hands redis-py's names to py-amqp, which refuses them.
+        """
+        import ssl
+
+        if not self.secure:
+            return False
+        self.tls_context()  # the same checks of the files, in the same words
+        tls = self.tls
+        if self.transport == "redis":
+            return {"ssl_cert_reqs": "required" if tls.verify else "none", "ssl_ca_certs": tls.cafile,
+                    "ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile, "ssl_check_hostname": tls.verify}
+        options = {"cert_reqs": ssl.CERT_REQUIRED if tls.verify else ssl.CERT_NONE, "ca_certs": tls.cafile,
+                   "certfile": tls.certfile, "keyfile": tls.keyfile}
+        if tls.verify:  # py-amqp checks the host name exactly when it has one (kombu fills in a None)
+            options["server_hostname"] = self.host
+        return options
 
     def kombu(self, timeout=DEFAULT_TIMEOUT):
-        """A connected kombu Connection for either transport; raises BrokerUnavailable."""
+        """A connected kombu Connection for either transport; raises BrokerUnavailable.
+
+        One attempt, no retry: kombu's ``connect()`` retries once after two
+        seconds, so a refused port took 2.2 s to report whatever -t said.
+        """
         import kombu
 
-        url = self.url.replace("pyamqp://", "amqp://", 1)
+        parts = urlsplit(self.url.replace("pyamqp://", "amqp://", 1))
+        query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+                 if not key.startswith("ssl_")]  # TLS goes in ``ssl=``, read by ``tls``
+        url = urlunsplit(parts._replace(query=urlencode(query)))
         transport_options = dict(self.transport_options)
         if self.transport == "redis":
             transport_options.setdefault("socket_connect_timeout", timeout)
+        ssl_options = self.kombu_ssl()
 
         def connect():
-            connection = kombu.Connection(url, connect_timeout=timeout, transport_options=transport_options)
-            connection.connect()
+            connection = kombu.Connection(url, connect_timeout=timeout, ssl=ssl_options,
+                                          transport_options=transport_options)
+            connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
             if self.transport == "redis":  # kombu's redis transport connects lazily: prove it
                 connection.default_channel.client.ping()
             return connection
 
         return within(timeout, connect, self.url)
+
+
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+
+
+# A CA file to trust instead of the system's, a client certificate and key (paths or None), check or not.
+TlsOptions = namedtuple("TlsOptions", "cafile certfile keyfile verify")
 
 
 def within(timeout, connect, url):
@@ -178,10 +246,32 @@ def within(timeout, connect, url):
 
 
 def _reason(exc):
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return f"host not found ({exc.strerror})"
     text = str(exc).strip()
     if exc.__class__.__name__ == "AccessRefused" or "ACCESS_REFUSED" in text:
         return "authentication refused"
+    untrusted = _certificate_failure(exc)
+    if untrusted is not None:
+        advice = ("connect by a name the certificate lists" if "mismatch" in untrusted
+                  else "add ?ssl_ca_certs=FILE to trust the CA that signed it")
+        return f"the broker's TLS certificate is not trusted (CERTIFICATE_VERIFY_FAILED: {untrusted}); {advice}"
     return text or exc.__class__.__name__
+
+
+def _certificate_failure(exc):
+    """Why the peer's certificate was refused, from ``exc`` or what it wraps (redis-py wraps it); else None."""
+    import ssl
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return exc.verify_message or exc.reason
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def resolve(args, environ=os.environ):

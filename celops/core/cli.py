@@ -199,11 +199,35 @@ def add_format_option(group, formats):
                             + " (default: table on a terminal, ndjson otherwise)")
 
 
+# What the man page of every command that reads NDJSON records says of its input (ndjson.Reader.records).
+RECORDS_INPUT = (
+    "Input is read a line at a time; a line longer than 1 MiB, a line that is not JSON, and JSON that is not an "
+    "object are bad lines. A byte order mark at the start of a stream is skipped. Each bad line is reported as "
+    "PROG: FILE:LINE: reason, the good lines still count, and the exit status is 65 (--strict stops at the first)."
+)
+# What the man page of every command that reads names or ids from standard input says of it (ndjson.Reader.values).
+NAMES_INPUT = (
+    "Input is read a line at a time; a line longer than 1 MiB is a bad line. A byte order mark at the start of "
+    "a stream is skipped. A line that starts like JSON ({, [ or \") must parse: an object must hold the field "
+    "(a non-empty string), a JSON string counts as its text, anything else is a bad line. A plain line is taken "
+    "as it is (surrounding blanks removed) if it is a plausible name: no control characters, no JSON "
+    "punctuation ({ } \"), no blanks inside a task id, and not a bare JSON number, true, false or null. "
+    "Each bad line is reported as PROG: FILE:LINE: reason, the good lines "
+    "still count, and the exit status is 65."
+)
+
+
 def add_input_options(parser, what="NDJSON records"):
     """Positional input files and ``--strict``, for commands that read NDJSON."""
     parser.add_argument("files", nargs="*", metavar="FILE",
                         help=f"files of {what} to read; - or none means standard input")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad input line (exit 65)")
+    parser.man_sections.append(("INPUT", RECORDS_INPUT))
+
+
+def document_names_input(parser):
+    """The INPUT man section of a command that reads names or ids with ``-``."""
+    parser.man_sections.append(("INPUT", NAMES_INPUT))
 
 
 def positive_float(text):

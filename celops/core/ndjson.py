@@ -8,11 +8,15 @@ good ones (unless ``--strict``).
 import base64
 import datetime
 import decimal
+import re
 import uuid
 
 import orjson
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: longer lines are errors, not memory blow-ups
+BOM = b"\xef\xbb\xbf"
+
+_JSON_SCALARS = re.compile(rb"^(-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null)$")
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
@@ -109,6 +113,8 @@ class Reader:
             if not line:
                 return
             number += 1
+            if number == 1 and line.startswith(BOM):  # written by some Windows tools: not part of the text
+                line = line[len(BOM):]
             if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
                 while line and not line.endswith(b"\n"):  # discard the rest of it
                     line = stream.readline(MAX_LINE_BYTES)
@@ -124,41 +130,58 @@ class Reader:
             if record is not None:
                 yield record
 
-    def values(self, fields):
-        """Yield plain-text lines as they are, or the first of ``fields`` of a JSON object.
+    def values(self, fields, ids=False):
+        """Yield the names or ids of the input, one per line, by the rules of ``cli.NAMES_INPUT``.
 
         This is how ids and queue names are piped in: ``a1b2``, or
         ``{"uuid": "a1b2", ...}``. Dotted fields (``request.id``) look inside.
-        A JSON string (``jq .uuid`` without ``-r``) counts as its text; other
-        JSON that is not an object, and bytes that are not UTF-8, are bad lines
-        rather than names nobody has.
+        Garbage is a bad line, never a name nobody has: it would be sent to
+        the workers as a task id, or measured as a queue. ``ids``: the values
+        are task ids, which hold no blanks.
         """
+        from celops.core.cli import name_problem
+
         for source, number, line in self.lines():
-            text = line.strip()
-            if not text.startswith((b"{", b"[", b'"')):
-                try:
-                    value = text.decode("utf-8")
-                except UnicodeDecodeError:
-                    self.bad(source, number, "not UTF-8 text")
-                    continue
+            value, reason = self._value(source, number, line, fields, ids)
+            if reason is None:
+                problem = name_problem(value)
+                reason = f"{problem} name: {value[:80]!r}" if problem else None
+            if reason is None:
                 yield value
-                continue
-            if text.startswith(b'"'):
-                try:
-                    value = orjson.loads(text)
-                except orjson.JSONDecodeError as exc:
-                    self.bad(source, number, f"not JSON: {exc}")
-                    continue
-                yield value
-                continue
+            elif reason:  # "" means: already reported
+                self.bad(source, number, reason)
+
+    def _value(self, source, number, line, fields, ids):
+        """``(value, None)``, or ``(None, why not)``."""
+        text = line.strip()
+        if text.startswith(b"{"):
             record = self._parse(source, number, line)
             if record is None:
-                continue
+                return None, ""
             value = first_field(record, fields)
             if value is None:
-                self.bad(source, number, f"no {' or '.join(fields)} field")
-            else:
-                yield str(value)
+                return None, f"no {' or '.join(fields)} field"
+            if not isinstance(value, str):
+                return None, f"the {' or '.join(fields)} field is a {type(value).__name__}, not a string"
+            return value, None
+        if text.startswith((b"[", b'"')):
+            try:
+                value = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                return None, f"not JSON: {exc}"
+            if not isinstance(value, str):  # a JSON string (jq without -r) counts as its text
+                return None, f"a JSON {type(value).__name__}, not a record or a name"
+            return value, None
+        if _JSON_SCALARS.match(text):
+            return None, f"a bare JSON value ({text[:20].decode()}), not a name"
+        if any(mark in text for mark in (b"{", b"}", b'"')):
+            return None, "looks like broken JSON, not a name"
+        if ids and any(blank in text for blank in (b" ", b"\t")):
+            return None, "a blank inside a task id"
+        try:
+            return text.decode("utf-8"), None
+        except UnicodeDecodeError:
+            return None, "not UTF-8 text"
 
     def _parse(self, source, number, line):
         try:

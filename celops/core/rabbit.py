@@ -3,6 +3,7 @@
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from celops.core.exits import BrokerUnavailable
+from celops.core.redact import redact_url
 
 DEFAULT_PORT = 15672
 
@@ -10,9 +11,24 @@ DEFAULT_PORT = 15672
 def add_management_option(parser):
     """``--management-url``: declared once for every command that reads RabbitMQ queues."""
     parser.add_argument(
-        "--management-url", metavar="URL",
+        "--management-url", metavar="URL", type=management_url,
         help="RabbitMQ management API, e.g. http://user:pass@host:15672 "
              "(default: the broker's host on port 15672 with the broker's credentials)")
+
+
+def management_url(text):
+    """An http(s):// URL with a host, or a usage error in plain words (argparse type)."""
+    import argparse
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises on a port that is not a number
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad URL {redact_url(text)!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{redact_url(text)!r} is not a management API URL: give http(s)://[USER:PASS@]HOST[:PORT]")
+    return text
 
 
 class Management:
@@ -57,9 +73,10 @@ class Management:
         """``queues/<vhost>/<name>`` with every part percent-encoded (``/`` is ``%2F``)."""
         return "/".join(quote(part, safe="") for part in (parts[0], self.vhost, *parts[1:]))
 
-    def queues(self, columns=None):
-        """Every queue of the broker's vhost, as the API describes them."""
-        params = {"columns": ",".join(columns)} if columns else {}
+    def queues(self, columns=None, **params):
+        """Every queue of the broker's vhost, as the API describes them (``params``: e.g. lengths_age)."""
+        if columns:
+            params["columns"] = ",".join(columns)
         return self.get(self.vhost_path("queues"), **params) or []
 
     def get_messages(self, queue, count):

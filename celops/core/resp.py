@@ -6,9 +6,10 @@ cold start, and the commands need only pipelines of plain commands.
 hiredis (redis-py's own optional parser) does the parsing.
 """
 
+import re
 import socket
 
-from celops.core.exits import BrokerUnavailable
+from celops.core.exits import BrokerUnavailable, NoPermission
 
 DEFAULT_PORT = 6379
 
@@ -17,20 +18,39 @@ class ReplyError(Exception):
     """An error reply from Redis (``-ERR ...``); pipelines return these in place of a value."""
 
 
+def refusal(command, reply, username):
+    """A NOPERM reply (Redis ACL) as a NoPermission naming the user and the command it may not run.
+
+    Redis names the refused command in quotes when it knows it (a script's
+    inner command, a SCAN); otherwise it is the command that was sent.
+    """
+    user = repr(username) if username else "default"
+    named = re.search(r"'([a-z|]+)' command", str(reply))
+    if not named and re.search(r"\b(key|channel)s?\b", str(reply)):
+        return NoPermission(f"the Redis user {user} may not touch a key or channel that {command[0]} needs (ACL): "
+                            f"{reply}")
+    name = (named.group(1) if named else str(command[0])).upper()
+    return NoPermission(f"the Redis user {user} may not run the {name} command (ACL): ask for +{name.lower()} "
+                        f"or use another user ({reply})")
+
+
 class Redis:
     """One connection. ``pipeline(commands)`` is one round trip however many commands it holds."""
 
-    def __init__(self, sock, url):
+    def __init__(self, sock, url, username=None):
         import hiredis
 
         self.sock = sock
         self.url = url
+        self.username = username
         self.reader = hiredis.Reader(replyError=ReplyError)
         self.pack = hiredis.pack_command
 
     @classmethod
     def connect(cls, broker, timeout):
         """Connect, AUTH, SELECT and PING within ``timeout``; raises BrokerUnavailable."""
+        import hiredis  # noqa: F401  (first: a missing parser is a missing dependency, whatever the broker says)
+
         from celops.core.broker import within
 
         def connect():
@@ -39,13 +59,16 @@ class Redis:
             sock.settimeout(max(timeout, 1.0))
             if broker.secure:
                 sock = broker.wrap_tls(sock)
-            client = cls(sock, broker.url)
+            client = cls(sock, broker.url, broker.username)
             setup = []
             if broker.password is not None:
                 setup.append(("AUTH", *([broker.username] if broker.username else []), broker.password))
             if broker.db:
                 setup.append(("SELECT", broker.db))
             for reply in client.pipeline([*setup, ("PING",)]):
+                if isinstance(reply, NoPermission):
+                    client.close()
+                    raise reply
                 if isinstance(reply, ReplyError):
                     client.close()
                     refused = str(reply).startswith(("WRONGPASS", "NOAUTH", "ERR invalid password"))
@@ -55,7 +78,8 @@ class Redis:
         return within(timeout, connect, broker.url)
 
     def pipeline(self, commands, timeout=None):
-        """Send every command at once and read every reply; error replies come back as ReplyError.
+        """Send every command at once and read every reply; error replies come back as ReplyError,
+        NOPERM ones (ACL) as NoPermission.
 
         ``timeout`` overrides the socket timeout for this round trip (a BRPOP
         that waits longer than the connect timeout needs it).
@@ -73,6 +97,8 @@ class Redis:
                     if not data:
                         raise ConnectionError("connection closed by the server")
                     self.reader.feed(data)
+                elif isinstance(reply, ReplyError) and str(reply).startswith("NOPERM"):
+                    replies.append(refusal(commands[len(replies)], reply, self.username))
                 else:
                     replies.append(reply)
             return replies
@@ -88,7 +114,7 @@ class Redis:
         """``pipeline`` whose first error reply, if any, is raised."""
         replies = self.pipeline(commands, timeout=timeout)
         for reply in replies:
-            if isinstance(reply, ReplyError):
+            if isinstance(reply, (ReplyError, NoPermission)):
                 raise reply
         return replies
 

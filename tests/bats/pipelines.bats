@@ -67,7 +67,9 @@ PY
   assert_equal "$(jq -c .tasks.by_name <<< "$output")" '{"tests.app.add":{"SUCCESS":1}}'
   assert_numbered_errors cev-cam
 
+  send_tasks "$BROKER" other tests.app.add '[1, 1]' >/dev/null  # a queue that exists: an unknown one is a warning
   run --separate-stderr cq-len - <<< "celery"$'\n'"$garbage"$'\n'"{\"queue\":\"other\"}"
+  cq-purge -Q other -f >/dev/null
   assert_equal "$status" 65
   assert_equal "$(jq -r .queue <<< "$output" | paste -sd,)" "celery,other"
   assert_numbered_errors cq-len
