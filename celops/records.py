@@ -6,10 +6,28 @@ worker or client sent are passed through as sent (a message's, an event's and
 a scheduled item's ``eta``/``expires`` are ISO 8601 strings). A task id is
 ``uuid`` and a worker is ``hostname`` in every record that carries one.
 Fields a record has no value for are absent or null, as each entry says.
+
+On a terminal (or with --format table/tsv) the same records are shown as a
+table: ``columns`` says which fields, in order, and how wide each may grow on a
+terminal (longer values are cut there); ``details`` are fields shown together
+in a last DETAILS column as ``field=value``, when present. ``layout`` is
+"fixed" when every column is always shown (streams of mixed events) or
+"first record" when a command shows only the columns its first record of the
+type has (cq-ls, cq-len and cq-purge share the queue record).
 """
+
+# The event types celery's workers and clients send (cev-dump --type completes them).
+EVENT_TYPES = ("task-sent", "task-received", "task-started", "task-succeeded", "task-failed", "task-rejected",
+               "task-revoked", "task-retried", "worker-online", "worker-heartbeat", "worker-offline")
+
+# Events, gaps and errors share one layout, so cev-dump's table is one line per record.
+EVENT_COLUMNS = {"timestamp": 12, "type": 16, "hostname": 24, "name": 28, "uuid": 36}
 
 RECORDS = {
     "event": {
+        "layout": "fixed", "columns": EVENT_COLUMNS,
+        "details": ("args", "kwargs", "result", "runtime", "exception", "retries", "eta", "active", "processed",
+                    "freq"),
         "produced_by": "cev-dump", "consumed_by": "cev-cam, jq",
         "summary": "One Celery event, with every field the worker sent (task.multi batches come out one "
                    "event per record, in order). `type` is the event type (task-received, worker-heartbeat...).",
@@ -31,6 +49,7 @@ RECORDS = {
         },
     },
     "celops-gap": {
+        "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("reason", "since", "until", "dropped"),
         "produced_by": "cev-dump", "consumed_by": "cev-cam (counted as gaps), jq",
         "summary": "Events were (or may have been) lost: a broker disconnect, restart or backlog overflow.",
         "fields": {
@@ -43,6 +62,8 @@ RECORDS = {
         },
     },
     "reply": {
+        "layout": "first record", "columns": {"hostname": 32, "command": 12},
+        "details": ("uuid", "name", "reply", "args", "kwargs", "time_start", "worker_pid", "eta", "item"),
         "produced_by": "cctl", "consumed_by": "cctl revoke/terminate/query_task - (uuid of --each items), jq",
         "summary": "One worker's reply to a broadcast, secrets redacted; with --each, one record per item "
                    "of a list reply instead.",
@@ -62,10 +83,15 @@ RECORDS = {
             "acknowledged": "bool: with --each, whether the message was acknowledged",
             "delivery_info": "object: with --each, exchange, routing_key, priority, redelivered",
             "priority": "int: with --each, scheduled items: the timer entry's priority",
+            "item": "any: with --each, an item of a list reply that is neither a task nor a name",
             "received": "float: epoch seconds when cctl received the reply",
         },
     },
     "queue": {
+        "layout": "first record",
+        "columns": {"timestamp": 12, "queue": 32, "messages": 9, "ready": 9, "unacked": 9, "consumers": 9,
+                    "memory": 10, "purged": 9, "unacked_purged": 14, "dry_run": 7, "source": 10, "broker": 40},
+        "details": ("by_priority", "stats_age"),
         "produced_by": "cq-ls, cq-len, cq-purge", "consumed_by": "cq-len - (queue), jq",
         "summary": "One queue: its name and, depending on the command, its counts.",
         "fields": {
@@ -92,6 +118,9 @@ RECORDS = {
         },
     },
     "message": {
+        "layout": "first record",
+        "columns": {"uuid": 36, "task": 32, "priority": 8, "retries": 7, "eta": 25, "size": 8},
+        "details": ("args", "kwargs", "body", "error"),
         "produced_by": "cq-peek", "consumed_by": "cctl revoke/terminate/query_task - (uuid), jq",
         "summary": "One queued task message, decoded without being consumed (pickle is never unpickled).",
         "fields": {
@@ -116,6 +145,9 @@ RECORDS = {
         },
     },
     "snapshot": {
+        "layout": "fixed",
+        "columns": {"timestamp": 12, "event_count": 11, "gaps": 5, "errors": 6, "ignored": 7},
+        "details": ("workers", "tasks"),
         "produced_by": "cev-cam", "consumed_by": "jq, dashboards",
         "summary": "The cluster State at one moment: workers, and counts over the tasks in cev-cam's table.",
         "fields": {
@@ -132,6 +164,9 @@ RECORDS = {
         },
     },
     "task": {
+        "layout": "fixed",
+        "columns": {"timestamp": 12, "state": 9, "hostname": 24, "name": 28, "uuid": 36},
+        "details": ("runtime", "wait", "retries", "exception"),
         "produced_by": "cev-cam --tasks", "consumed_by": "cctl revoke/terminate/query_task - (uuid), jq",
         "summary": "One task's merged state as of a snapshot (written when it changed since the last one). "
                    "Fields come as their events are seen: a task only sent has no hostname or timestamp yet.",
@@ -148,6 +183,7 @@ RECORDS = {
         },
     },
     "error": {
+        "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("error", "size", "queue", "key", "channel"),
         "produced_by": "cev-dump, cq-peek, cq-len, cq-purge", "consumed_by": "cev-cam (counted as errors), jq",
         "summary": "Something in the stream could not be decoded, or a queue could not be read (a key of the "
                    "wrong type); the stream and the other queues go on, and the command exits 65.",
@@ -160,10 +196,3 @@ RECORDS = {
     },
 }
 
-
-def describe(kind):
-    """One record type as plain text lines, for man pages and the README."""
-    spec = RECORDS[kind]
-    yield f"{kind}: {spec['summary']} Produced by {spec['produced_by']}; consumed by {spec['consumed_by']}."
-    for field, meaning in spec["fields"].items():
-        yield f"  {field}: {meaning}"

@@ -20,7 +20,9 @@ cleanup() {
 trap cleanup EXIT
 export CELOPS_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0" CELOPS_TEST_BROKER="redis://127.0.0.1:$REDIS_PORT/0"
 send() { (cd "$ROOT" && "$PY" -c "import tests.app as t; $1"); }
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+# Bold headings on a terminal only: piped or logged, the output stays plain text (NO_COLOR too).
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ] && [ "${TERM:-dumb}" != dumb ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 # wait_until COMMAND...: poll it every 0.2 s, for 10 s at most.
 wait_until() { for _ in $(seq 50); do "$@" && return 0; sleep 0.2; done; return 1; }
 # an event reader listens: a pattern subscriber besides the worker's own (its pidbox)

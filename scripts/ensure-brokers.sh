@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install (as root, from Debian) and start what the tests need when it is missing:
-# redis-server, rabbitmq-server with its management plugin, jq, man, zsh, npm, curl
-# and openssl (the TLS tests make a throwaway certificate); for the contrib/ tests, the
-# tools munin-run (munin-node), promtool (prometheus) and systemd-analyze (systemd),
-# without their recommends (no exporters or plug-in collections); their daemons are not used.
+# redis-server, rabbitmq-server with its management plugin, jq, man and groff (the
+# man pages are checked at 80 columns), zsh, tmux (bash completion is tested in a real
+# shell), npm, curl and openssl (the TLS tests make a throwaway certificate); for the
+# contrib/ tests, the tools munin-run (munin-node), promtool (prometheus) and
+# systemd-analyze (systemd), without their recommends (no exporters or plug-in
+# collections); their daemons are not used.
 # Idempotent: on a machine that has it all running, it only checks.
 set -euo pipefail
 
@@ -12,6 +14,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
 command -v jq >/dev/null || missing+=(jq)
 command -v man >/dev/null || missing+=(man-db)
+command -v groff >/dev/null || missing+=(groff-base)
+command -v tmux >/dev/null || missing+=(tmux)
 command -v zsh >/dev/null || missing+=(zsh)
 command -v npm >/dev/null || missing+=(npm)
 command -v curl >/dev/null || missing+=(curl)

@@ -9,6 +9,7 @@ exits 1 when the committed files have drifted.
 import argparse
 import importlib
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,32 +20,88 @@ from argparse_manpage.manpage import Manpage  # noqa: E402
 
 from celops import __version__  # noqa: E402
 from celops.commands import COMMANDS  # noqa: E402
-from celops.core.cli import COMPLETION_PREAMBLE  # noqa: E402
-from celops.records import RECORDS, describe  # noqa: E402
+from celops.core.cli import completion_preamble  # noqa: E402
+from celops.core import render  # noqa: E402
+from celops.records import RECORDS  # noqa: E402
 
 MAN_DATA = {"version": __version__, "project_name": "celops", "manual_title": "celops manual",
             "date": "November 2026"}
 
 
+# man indents a section's text by 7 columns: what is not filled must fit the rest of 80.
+NOFILL_WIDTH = 80 - 7
+# "  TERM  what it means" (two spaces or more between): a definition list, filled by groff.
+_DEFINITION = re.compile(r"^  (\S(?:.*?\S)?) {2,}(\S.*)$")
+_CODE = re.compile(r"`([^`\n]+)`")
+_LONG_WORD = re.compile(r"\S{%d,}" % (NOFILL_WIDTH // 2))
+
+
 def manpage(parser):
     page = Manpage(parser, _data=dict(MAN_DATA))
     for heading, text in parser.man_sections:
-        page.add_section(heading, "=", _roff_paragraphs(text))
+        page.add_section(heading, "=", _roff_paragraphs(text, shell=heading == "EXAMPLES"))
     see_also = [rf"\fB{name}\fR(1)" for name in COMMANDS if name != parser.prog] + [r"\fBcelops\fR(7)"]
     page.add_section("SEE ALSO", "=", ", ".join(see_also))
-    return str(page)
+    return _finished(str(page))
 
 
-def _roff_paragraphs(text):
-    """Plain text to roff: blank lines become paragraphs, indented lines are kept as-is."""
+def _finished(roff):
+    """No hyphenation (it would break names and options in two); markdown's `code` left in filled text
+    (argparse descriptions are shared with --help) in bold."""
+    lines, filling = [], True
+    for line in roff.split("\n"):
+        filling = {".nf": False, ".fi": True}.get(line, filling)
+        lines.append(_CODE.sub(r"\\fB\1\\fR", line) if filling else line)
+        if line.startswith(".TH "):
+            lines.append(".nh")
+    return "\n".join(lines)
+
+
+def _roff_paragraphs(text, shell=False):
+    """Plain text to roff that fits 80 columns.
+
+    Blank lines separate paragraphs, which groff fills. A block of indented
+    "TERM  meaning" lines becomes a definition list (filled too). Other
+    indented blocks (commands, records) keep their lines; a line too long is
+    folded, with a backslash when ``shell`` says it is a command.
+    """
     out = []
     for block in text.strip("\n").rstrip().split("\n\n"):
         lines = block.split("\n")
-        if any(line.startswith("  ") for line in lines):
-            out.append(".nf\n" + "\n".join(_escape(line) for line in lines) + "\n.fi")
+        if not any(line.startswith("  ") for line in lines):
+            out.append(_prose(" ".join(lines)))
+        elif not shell and all(_DEFINITION.match(line) for line in lines):
+            out.append(_definitions([_DEFINITION.match(line).groups() for line in lines]))
         else:
-            out.append(_escape(" ".join(lines)))
+            folded = [part for line in lines for part in _fold(line, shell)]
+            out.append(".nf\n" + "\n".join(_escape(line) for line in folded) + "\n.fi")
     return "\n.PP\n".join(out)
+
+
+def _definitions(pairs, widest=30):
+    """A .TP list: a term up to ``widest`` columns shares its line with its meaning; a longer one sits above it."""
+    indent = min(max(len(term) for term, _ in pairs), widest) + 2
+    items = "\n".join(f".TP {indent}n\n{_escape(term)}\n{_prose(meaning)}" for term, meaning in pairs)
+    return f".PD 0\n{items}\n.PD"
+
+
+def _fold(line, shell):
+    """``line`` as lines of at most NOFILL_WIDTH columns, broken at spaces (or after commas), indented further."""
+    indent = len(line) - len(line.lstrip(" ")) + 4
+    parts = []
+    while len(line) > NOFILL_WIDTH:
+        room = NOFILL_WIDTH - 2 if shell else NOFILL_WIDTH
+        cut = max(line.rfind(" ", indent, room), -1 if shell else line.rfind(",", indent, room - 1) + 1)
+        if cut <= indent:
+            break  # one unbreakable word: leave it long rather than wrong
+        head, line = line[:cut].rstrip(), " " * indent + line[cut:].lstrip()
+        parts.append(head + " \\" if shell else head)
+    return parts + [line]
+
+
+def _prose(text):
+    """Filled text: escaped, markdown's `code` in bold, long words breakable after their commas."""
+    return _LONG_WORD.sub(lambda word: word.group().replace(",", ",\\:"), _CODE.sub(r"\\fB\1\\fR", _escape(text)))
 
 
 def _escape(line):
@@ -58,12 +115,16 @@ def vocabulary_page():
     parser.man_short_description = "record vocabulary of the celops commands"
     page = Manpage(parser, _data=dict(MAN_DATA, manual_section=7))
     page.synopsis = []
-    body = "\n\n".join("\n".join(describe(kind)) for kind in RECORDS)
-    page.add_section("RECORDS", "=", _roff_paragraphs(
-        "Every command writes one compact JSON object per line on standard output; diagnostics go "
-        "to standard error as PROG: message. Times are epoch seconds as floats.\n\n" + body))
+    records = [_prose("Every command writes one compact JSON object per line on standard output; diagnostics go "
+                      "to standard error as PROG: message. Times are epoch seconds as floats.")]
+    for kind, spec in RECORDS.items():
+        records.append(f".SS {kind}\n" + _prose(f"{spec['summary']} Produced by {spec['produced_by']}; "
+                                                 f"consumed by {spec['consumed_by']}."))
+        records.append(_definitions(list(spec["fields"].items()), widest=14))
+    page.add_section("RECORDS", "=", "\n.PP\n".join(records))
+    page.add_section("TABLES", "=", _roff_paragraphs(render.__doc__))
     page.add_section("SEE ALSO", "=", ", ".join(rf"\fB{name}\fR(1)" for name in COMMANDS))
-    return str(page)
+    return _finished(str(page))
 
 
 README_MARKERS = ("<!-- records:start -->\n", "<!-- records:end -->")
@@ -82,14 +143,23 @@ def readme_with_vocabulary():
     return head + README_MARKERS[0] + "\n".join(sections) + README_MARKERS[1] + tail
 
 
+def bash_completion(parser, preamble):
+    """shtab's script, registered through _celops_rejoined (cli.py), which gives it the words as typed."""
+    script = shtab.complete(parser, "bash", preamble=preamble)
+    registration = f"-F _shtab_{parser.prog.replace('-', '_')} {parser.prog}"
+    assert registration in script, "shtab changed how it registers the function"
+    return script.replace(registration, f"-F _celops_rejoined {parser.prog}")
+
+
 def outputs():
     """Every generated file: path relative to ROOT -> content."""
     files = {"man/celops.7": vocabulary_page(), "README.md": readme_with_vocabulary()}
+    preamble = completion_preamble()
     for name, module_name in COMMANDS.items():
         parser = importlib.import_module(f"celops.commands.{module_name}").build_parser()
         files[f"man/{name}.1"] = manpage(parser)
-        files[f"completions/bash/{name}"] = shtab.complete(parser, "bash", preamble=COMPLETION_PREAMBLE)
-        files[f"completions/zsh/_{name}"] = shtab.complete(parser, "zsh", preamble=COMPLETION_PREAMBLE)
+        files[f"completions/bash/{name}"] = bash_completion(parser, preamble)
+        files[f"completions/zsh/_{name}"] = shtab.complete(parser, "zsh", preamble=preamble)
     return files
 
 

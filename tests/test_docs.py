@@ -2,6 +2,7 @@
 
 import configparser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,9 @@ def console_scripts():
 
 
 def test_console_scripts_match_the_command_table():
-    assert console_scripts() == {name: f"celops.commands.{module}:main" for name, module in COMMANDS.items()}
+    """The commands, plus celops-completion (it prints their scripts; it has no records, broker or man page)."""
+    assert console_scripts() == {**{name: f"celops.commands.{module}:main" for name, module in COMMANDS.items()},
+                                 "celops-completion": "celops.completion:main"}
 
 
 def test_generated_files_have_not_drifted():
@@ -48,6 +51,21 @@ def test_help_man_page_and_completions(command):
     assert open(zsh).read().startswith(f"#compdef {command}")
     if shutil.which("zsh"):
         assert subprocess.run(["zsh", "-n", zsh]).returncode == 0
+
+
+MAN_PAGES = sorted(os.listdir(os.path.join(ROOT, "man")))
+
+
+@pytest.mark.parametrize("page", MAN_PAGES)
+def test_man_page_fits_80_columns(page):
+    """`MANWIDTH=80 man -l` gives no line past 80 columns, no troff warning, and no markdown backticks."""
+    rendered = subprocess.run(["man", "-l", os.path.join(ROOT, "man", page)], capture_output=True, text=True,
+                              env=dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="80", LANG="C.UTF-8"))
+    assert rendered.returncode == 0 and rendered.stderr == ""
+    text = re.sub(".\b", "", rendered.stdout)  # overstrikes, if man kept any
+    too_wide = [line for line in text.splitlines() if len(line) > 80]
+    assert too_wide == [], f"{len(too_wide)} lines past 80 columns, up to {max(map(len, too_wide))}"
+    assert "`" not in text
 
 
 def test_vocabulary_man_page_renders():

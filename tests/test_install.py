@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from celops.commands import COMMANDS
 from tests.support import ROOT, TlsProxy
 
 AMQP_PORT = 5672
@@ -87,3 +88,14 @@ def test_running_from_a_checkout_without_dependencies_says_so(tmp_path):
                             env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 78, result
     assert "is not installed" in result.stderr and "cannot reach" not in result.stderr, result
+
+
+@pytest.mark.parametrize("shell, registration", [("bash", "-F _celops_rejoined cq-len"),
+                                                 ("zsh", "compdef _shtab_cq_len -N cq-len")])
+def test_celops_completion_finds_the_installed_scripts(plain_venv, shell, registration):
+    """pip puts the scripts under the venv's share/; celops-completion prints them from there."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([str(plain_venv / "celops-completion"), shell], capture_output=True, text=True,
+                            timeout=60, env=env, cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert registration in result.stdout and result.stdout.count("AUTOMATICALLY GENERATED") == len(COMMANDS)

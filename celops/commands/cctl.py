@@ -141,7 +141,8 @@ def build_parser():
                      "(default 1.0); with ids from stdin it starts once they are read")
     parser.add_argument("command", metavar="COMMAND", type=_command_name, choices=list(COMMANDS),
                         help=f"one of {', '.join(COMMANDS)} (their arguments: man cctl, COMMANDS)")
-    parser.add_argument("arguments", nargs="*", metavar="ARG", help="the command's arguments")
+    parser.add_argument("arguments", nargs="*", default=[], metavar="ARG",  # a default: ARG is optional
+                        help="the command's arguments")
     cli.complete_with(parser.add_argument(
         "-d", "--destination", action="extend", type=cli.name_list("worker name"), metavar="W1@HOST,W2@HOST",
         help="only these workers (comma-separated, repeatable); return as soon as they all replied"),
@@ -170,7 +171,7 @@ def build_parser():
     # `cctl revoke -d w1 ID` puts options between the command's arguments
     parser.parse_args = parser.parse_intermixed_args
     parser.man_sections.append(("COMMANDS", "\n".join(
-        f"  {synopsis(name, command):52} {command.summary}" for name, command in COMMANDS.items())))
+        f"  {synopsis(name, command):52}  {command.summary}" for name, command in COMMANDS.items())))
     parser.man_sections.append(("RECORDS", "\n".join([
         "One line per worker reply, secrets redacted:",
         "",

@@ -27,8 +27,9 @@ def build_parser():
         "cev-dump", __doc__, timeout=None,
         timeout_help="stop after this many seconds without writing a record (default: never)")
     filters = parser.add_argument_group("filters")
-    filters.add_argument("--type", action="extend", type=cli.name_list("event type glob"), metavar="GLOB",
-                         help="only events of these types: task-failed, task-*; repeatable or comma-separated")
+    cli.complete_with(filters.add_argument("--type", action="extend", type=cli.name_list("event type glob"), metavar="GLOB",
+                         help="only events of these types: task-failed, task-*; repeatable or comma-separated"),
+                      cli.EVENT_TYPE_NAMES)
     filters.add_argument("--task", action="extend", type=cli.name_list("task name glob"), metavar="GLOB",
                          help="only task events of tasks whose name matches; the name comes with task-received or "
                               f"task-sent and is remembered by uuid for the latest {TASK_NAMES_KEPT // 2:,} to "

@@ -33,13 +33,12 @@ from celops.core.rabbit import add_management_option
 
 
 def build_parser():
-    parser = cli.command_parser("cq-len", __doc__, timeout=5.0)
+    parser = cli.command_parser("cq-len", __doc__, timeout=5.0,
+                                formats={"prom": "the Prometheus text exposition format"})
     add_queue_argument(parser, help="queues to measure; - reads names from standard input; none means all")
     parser.add_argument("--watch", type=cli.positive_float, metavar="SECONDS",
                         help="repeat every SECONDS, forever: one batch of records per tick, each with a timestamp; "
                              "rides out broker outages (see WATCH)")
-    parser.add_argument("--format", choices=["ndjson", "prom"], default="ndjson",
-                        help="ndjson records (default) or the Prometheus text exposition format")
     parser.add_argument("--textfile", metavar="PATH",
                         help="write the Prometheus format to PATH atomically (temp file, then rename), "
                              "for node_exporter's textfile collector; implies --format prom")
@@ -105,7 +104,7 @@ def run(ctx):
         args.format = "prom"
     broker = ctx.broker
     names, bad_lines = _queue_names(ctx)
-    report = QueueReport(ctx, records_on_stdout=args.format == "ndjson")
+    report = QueueReport(ctx, records_on_stdout=args.format != "prom")
     measure = _measurer(ctx, broker, names)
     while True:
         try:
