@@ -45,13 +45,6 @@ def _rate(text):
     return text.strip()
 
 
-def _header(text):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"not KEY=VALUE: {text!r}")
-    return key, value
-
-
 # One pidbox command, shaped after celery 5.7's ``Panel.meta`` and ``app.control`` (a namedtuple:
 # typing.NamedTuple would cost a start-up import). Fields:
 #   summary; args, optional: (name, type) positional arguments, required and optional;
@@ -250,7 +243,7 @@ def _option_arguments(args, name, extra):
     if name == "revoke_by_stamped_headers":
         headers = {}
         for text in extra:
-            key, value = _convert(name, "KEY=VALUE", _header, text)
+            key, value = _convert(name, "KEY=VALUE", cli.key_value, text)
             headers.setdefault(key, []).append(value)
         return {"headers": headers, "terminate": args.terminate, "signal": args.signal}
     if name == "revoke":
