@@ -47,8 +47,10 @@ def add_backend_options(parser):
 
 
 def build_parser():
-    parser = cli.command_parser("cres", __doc__, timeout=10.0,
+    parser = cli.command_parser("cres", __doc__, broker=False, timeout=10.0,
                                 timeout_help="give up on the result backend after this long (default 10)")
+    parser.add_argument("-A", "--app", metavar="MODULE[:ATTR]",
+                        help="Celery app whose result_backend and result settings are used")
     parser.add_argument("ids", nargs="*", metavar="ID",
                         help="task ids to look up; - reads ids (or records with a uuid) from standard input")
     add_backend_options(parser)
