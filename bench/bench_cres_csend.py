@@ -25,7 +25,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import child_env, median_time  # noqa: E402
+from bench.common import child_env, median_time, print_table  # noqa: E402
 from tests.support import RedisServer  # noqa: E402
 
 CRES = os.path.join(ROOT, "bin", "cres")
@@ -82,17 +82,24 @@ def python_loop(code, runs=3, stdin=b""):
     return median
 
 
+def cli_loop(case, invocations, count, ours):
+    """The celery CLI once per item: SAMPLE invocations timed in one shell loop, scaled to ``count``."""
+    sample, _, _ = timed(["sh", "-c", " ".join(f"{' '.join(CELERY)} {args} >/dev/null;" for args in invocations)],
+                         1)
+    loop = sample / len(invocations) * count
+    row(f"{case}, in a loop ({len(invocations)} runs timed, x{count // len(invocations)})", 1, loop, ours,
+        note=f"{sample / len(invocations):.3f} s each")
+    return loop
+
+
 def bench_cres_ids(url, count=10_000):
     ids = store_results(url, count)
     stdin = "\n".join(ids).encode() + b"\n"
     ours, _, proc = timed([CRES, "--backend", url, "-"], 5, stdin=stdin)
     assert proc.stdout.count(b'"state":"SUCCESS"') == count, proc.stdout[:300]
     row(f"cres - ({count} ids on stdin)", 5, ours, note=f"{count / ours:,.0f} ids/s")
-    sample, _, _ = timed(["sh", "-c", " ".join(
-        f"{' '.join(CELERY)} --result-backend {url} result {task_id} >/dev/null;" for task_id in ids[:SAMPLE])], 1)
-    loop = sample / SAMPLE * count
-    row(f"celery result ID, in a loop ({SAMPLE} runs timed, x{count // SAMPLE})", 1, loop, ours,
-        note=f"{sample / SAMPLE:.3f} s per id")
+    loop = cli_loop("celery result ID", [f"--result-backend {url} result {task_id}" for task_id in ids[:SAMPLE]],
+                    count, ours)
     api = python_loop(
         "from celery import Celery; import sys\n"
         f"app = Celery(set_as_current=False); app.conf.result_backend = {url!r}\n"
@@ -122,12 +129,9 @@ def bench_csend(url, count=10_000):
     assert proc.stdout.count(b'"type":"sent"') == count and client.llen("celery") >= count
     client.flushdb()
     row(f"csend - ({count} records on stdin)", 3, ours, note=f"{count / ours:,.0f} tasks/s")
-    sample, _, _ = timed(["sh", "-c", " ".join(
-        f"{' '.join(CELERY)} -b {url} call tests.app.add --args '[{n}, {n}]' >/dev/null;" for n in range(SAMPLE))], 1)
+    loop = cli_loop("celery call", [f"-b {url} call tests.app.add --args '[{n}, {n}]'" for n in range(SAMPLE)],
+                    count, ours)
     client.flushdb()
-    loop = sample / SAMPLE * count
-    row(f"celery call in a loop ({SAMPLE} runs timed, x{count // SAMPLE})", 1, loop, ours,
-        note=f"{sample / SAMPLE:.3f} s per task")
     api = python_loop(
         "from celery import Celery\n"
         f"app = Celery(broker={url!r}, set_as_current=False)\n"
@@ -152,9 +156,7 @@ def main():
     finally:
         redis.stop()
     header = ("case", "runs", "median s", "vs ours", "note")
-    widths = [max(len(str(line[i])) for line in ROWS + [header]) for i in range(len(header))]
-    for line in [header] + ROWS:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print_table(header, ROWS)
     print()
     for verdict in verdicts:
         print(verdict)
