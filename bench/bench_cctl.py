@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import child_env, median_time  # noqa: E402
+from bench.common import child_env, median_time, print_table  # noqa: E402
 from tests.support import RabbitVhost, RedisServer, Worker, worker_env  # noqa: E402
 
 CCTL = os.path.join(ROOT, "bin", "cctl")
@@ -125,9 +125,7 @@ def main():
         vhost.delete()
         redis.stop()
     header = ("transport", "case", "runs", "median s", "min s", "vs cctl", "note")
-    widths = [max(len(str(line[i])) for line in ROWS + [header]) for i in range(len(header))]
-    for line in [header] + ROWS:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print_table(header, ROWS)
     print()
     for verdict in verdicts:
         print(verdict)

@@ -22,3 +22,10 @@ def median_time(run, runs, warmup=True):
         run()
         times.append(time.perf_counter() - started)
     return statistics.median(times), min(times)
+
+
+def print_table(header, rows):
+    """Rows as left-aligned columns under ``header``."""
+    widths = [max(len(str(line[i])) for line in rows + [header]) for i in range(len(header))]
+    for line in [header] + rows:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())

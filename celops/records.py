@@ -182,6 +182,53 @@ RECORDS = {
             "retries": "int", "exception": "str (task-failed)",
         },
     },
+    "result": {
+        "layout": "fixed",
+        "columns": {"uuid": 36, "state": 9, "name": 28, "date_done": 25, "worker": 24},
+        "details": ("result", "args", "kwargs", "retries", "queue", "known", "forgotten", "dry_run", "traceback"),
+        "produced_by": "cres, csend --wait", "consumed_by": "csend - (name, args, kwargs, queue), "
+                                                          "cctl revoke/query_task - (uuid), jq",
+        "summary": "One task's result as the result backend stores it. name, args, kwargs, worker, retries and "
+                   "queue are stored only with result_extended = True: present when the backend has them, "
+                   "absent otherwise. Values not decoded are shown like cq-peek bodies (\"<pickle, N bytes>\").",
+        "fields": {
+            "type": "\"result\"", "uuid": "str: task id",
+            "state": "str: PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED...; null when the stored result "
+                     "is not decoded (pickle without --unsafe-pickle)",
+            "result": "any: the return value; for FAILURE, RETRY and REVOKED the exception as celery stores it, "
+                      "{exc_type, exc_message, exc_module} (never rebuilt: no task code is imported)",
+            "traceback": "str or null",
+            "date_done": "str or null: ISO 8601 with its UTC offset, as the worker stored it (not epoch seconds)",
+            "children": "list: the child results as celery stores them",
+            "name": "str: task name (result_extended)",
+            "args, kwargs": "list, object: the arguments the task ran with (result_extended)",
+            "worker": "str: the worker's hostname (result_extended)",
+            "retries": "int: retries before this result (result_extended)",
+            "queue": "str: the routing key it was delivered with, usually the queue (result_extended)",
+            "known": "false: the backend has no result for this id (state is then PENDING, as celery says)",
+            "forgotten": "true: deleted from the backend (cres --forget), or would be with --dry-run",
+            "dry_run": "true: nothing was deleted (cres --forget --dry-run)",
+        },
+    },
+    "count": {
+        "layout": "first record", "columns": {"state": 9, "name": 40, "count": 9}, "details": (),
+        "produced_by": "cres --count", "consumed_by": "jq",
+        "summary": "How many stored results are in one state (and, with --by-name, of one task name).",
+        "fields": {"type": "\"count\"", "state": "str or null: null for results not decoded",
+                   "name": "str or null: task name (--by-name; null without result_extended)",
+                   "count": "int"},
+    },
+    "sent": {
+        "layout": "fixed", "columns": {"uuid": 36, "name": 32, "queue": 24}, "details": ("args", "kwargs", "dry_run"),
+        "produced_by": "csend", "consumed_by": "cres - (uuid), cctl revoke - (uuid), jq",
+        "summary": "One task message csend published (or, with --dry-run, would publish).",
+        "fields": {
+            "type": "\"sent\"", "uuid": "str: the new task id; null with --dry-run",
+            "name": "str: task name", "queue": "str: the queue celery's router sent it to",
+            "args, kwargs": "list, object: the arguments sent",
+            "dry_run": "true: nothing was sent (--dry-run)",
+        },
+    },
     "error": {
         "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("error", "size", "queue", "key", "channel"),
         "produced_by": "cev-dump, cq-peek, cq-len, cq-purge", "consumed_by": "cev-cam (counted as errors), jq",

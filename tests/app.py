@@ -2,6 +2,8 @@
 
 The broker comes from $CELOPS_TEST_BROKER; $CELOPS_TEST_TRANSPORT_OPTIONS
 (JSON) sets broker_transport_options, e.g. a Redis global_keyprefix.
+$CELOPS_TEST_RESULT_BACKEND sets result_backend (none without it) and
+$CELOPS_TEST_RESULT_EXTENDED=1 turns result_extended on.
 """
 
 import json
@@ -18,6 +20,8 @@ app.conf.update(
     worker_hijack_root_logger=False,
     worker_prefetch_multiplier=1,
     task_acks_late=False,
+    result_backend=os.environ.get("CELOPS_TEST_RESULT_BACKEND") or None,
+    result_extended=os.environ.get("CELOPS_TEST_RESULT_EXTENDED") == "1",
 )
 
 
@@ -29,6 +33,12 @@ def add(x, y):
 @app.task
 def fail(message="boom"):
     raise ValueError(message)
+
+
+@app.task
+def echo(*args, **kwargs):
+    """Returns what it was called with, to show which arguments a task ran with."""
+    return {"args": list(args), "kwargs": kwargs}
 
 
 @app.task

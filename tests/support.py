@@ -225,10 +225,14 @@ def _pump(source, target):
         target.close()
 
 
-def worker_env(broker_url, transport_options=None):
+def worker_env(broker_url, transport_options=None, result_backend=None, result_extended=False):
     env = dict(os.environ, CELOPS_TEST_BROKER=broker_url, PYTHONPATH=ROOT)
     if transport_options:
         env["CELOPS_TEST_TRANSPORT_OPTIONS"] = json.dumps(transport_options)
+    if result_backend:
+        env["CELOPS_TEST_RESULT_BACKEND"] = result_backend
+    if result_extended:
+        env["CELOPS_TEST_RESULT_EXTENDED"] = "1"
     return env
 
 
@@ -250,8 +254,10 @@ class Worker:
     """A real `celery worker` of tests/app.py (``-E`` unless events=False), in its own process group."""
 
     def __init__(self, broker_url, name=None, queues=None, concurrency=2, pool="prefork",
-                 transport_options=None, logdir=None, events=True, extra_args=()):
+                 transport_options=None, logdir=None, events=True, extra_args=(), result_backend=None,
+                 result_extended=False):
         self.broker_url = broker_url
+        self.results = {"result_backend": result_backend, "result_extended": result_extended}
         self.hostname = f"{name or 'w'}-{uuid.uuid4().hex[:6]}@celops-test"
         self.queues = queues
         self.concurrency = concurrency
@@ -267,7 +273,7 @@ class Worker:
                "-l", "info", "-f", self.logfile, *self.extra_args]
         if self.queues:
             cmd += ["-Q", ",".join(self.queues)]
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=worker_env(self.broker_url, self.transport_options),
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env=worker_env(self.broker_url, self.transport_options, **self.results),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -27,6 +27,7 @@ CALLS = [
     ["cq-peek", "celery", "-n", "1"],
     ["cq-purge", "-Q", "celery", "--dry-run"],
     ["cctl", "ping", "-t", "1"],
+    ["csend", "proj.tasks.add", "--args", "[1, 2]", "--dry-run"],
     ["cev-dump", "--duration", "0.5"],
     ["cev-cam", "--live", "--duration", "0.5"],
 ]

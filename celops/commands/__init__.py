@@ -9,4 +9,6 @@ COMMANDS = {
     "cq-peek": "cq_peek",
     "cq-purge": "cq_purge",
     "cctl": "cctl",
+    "cres": "cres",
+    "csend": "csend",
 }

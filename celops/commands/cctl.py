@@ -55,13 +55,6 @@ def _command_name(text):
     return text
 
 
-def _header(text):
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"not KEY=VALUE: {text!r}")
-    return key, value
-
-
 # One pidbox command, shaped after celery 5.7's ``Panel.meta`` and ``app.control`` (a namedtuple:
 # typing.NamedTuple would cost a start-up import). Fields:
 #   summary; args, optional: (name, type) positional arguments, required and optional;
@@ -260,7 +253,7 @@ def _option_arguments(args, name, extra):
         return {"modules": args.modules, "reload": args.reload, "reloader": None}
     if name == "revoke_by_stamped_headers":
         for text in extra:
-            _convert(name, "KEY=VALUE", _header, text)
+            _convert(name, "KEY=VALUE", cli.key_value, text)
         # as celery's CLI sends them, KEY=VALUE strings: the worker splits them itself
         terminate = {"terminate": True, "signal": args.signal} if args.terminate else {}
         return {"headers": list(extra), **terminate}

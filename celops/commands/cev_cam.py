@@ -61,7 +61,7 @@ def build_parser():
     timing = parser.add_argument_group("snapshots")
     timing.add_argument("--frequency", "-F", type=cli.positive_float, default=1.0, metavar="SECONDS",
                         help="take a snapshot this often (default 1.0)")
-    timing.add_argument("--maxrate", "-r", type=parse_rate, metavar="RATE",
+    timing.add_argument("--maxrate", "-r", type=cli.positive_rate, metavar="RATE",
                         help="at most this many snapshots: N/s, N/m or N/h (a token bucket)")
     timing.add_argument("--clear-after", action="store_true", help="forget the tasks after each snapshot")
     timing.add_argument("--once", action="store_true",
@@ -103,19 +103,6 @@ def build_parser():
         "  cev-cam --live --camera myapp.DumpCam --frequency 2",
     ])))
     return parser
-
-
-def parse_rate(text):
-    """--maxrate: celery's rate syntax (``10/m``) as snapshots per second."""
-    import argparse
-
-    try:
-        rate = cli.rate_per_second(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if rate <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return rate
 
 
 class TokenBucket:

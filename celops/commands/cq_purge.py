@@ -104,21 +104,15 @@ def _selected_queues(ctx, broker, purger):
 
 
 def _ask(ctx, broker, counts):
-    """Show the counts and ask on the terminal; without one, refuse (exit 2); a "no" ends with exit 1."""
-    if not ctx.io.stdin_is_tty():
-        raise UsageError("refusing to purge without a terminal to confirm on; use -f/--force "
-                         "(or --dry-run to see what would go)")
+    """Show the counts and ask on the terminal (celops.core.consent: no terminal is exit 2, a "no" exit 1)."""
+    from celops.core.consent import confirm
+
     total = sum(record["purged"] + record.get("unacked_purged", 0) for record in counts)
     lines = [f"about to purge from {broker.redacted_url}:"]
     for record in counts:
         extra = f" and {record['unacked_purged']} unacked" if "unacked_purged" in record else ""
         lines.append(f"  {record['queue']}: {record['purged']} messages{extra}")
-    lines.append(f"purge {total} messages from {len(counts)} queue(s)? [y/N] ")
-    ctx.io.stderr.write("\n".join(lines))
-    ctx.io.stderr.flush()
-    answer = ctx.io.stdin.readline().decode("utf-8", "replace").strip().lower()
-    if answer not in ("y", "yes"):
-        raise CelopsError("not confirmed; nothing purged")  # the job's own negative result: exit 1
+    confirm(ctx, "purge", "purged", lines, f"purge {total} messages from {len(counts)} queue(s)?")
 
 
 class RedisPurger:

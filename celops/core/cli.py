@@ -257,6 +257,25 @@ def rate_per_second(text):
     return float(match.group(1)) / _RATE_UNIT_SECONDS[match.group(2)]
 
 
+def positive_rate(text):
+    """An argparse type for a rate above 0 in celery's syntax (``10/m``), as a float per second."""
+    try:
+        rate = rate_per_second(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return rate
+
+
+def key_value(text):
+    """``KEY=VALUE`` as ``(key, value)`` (a header, a stamp); ValueError when it is not one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"not KEY=VALUE: {text!r}")
+    return key, value
+
+
 def whole_number(minimum, maximum=None):
     """An argparse type for whole numbers from ``minimum`` to ``maximum`` (default: no limit)."""
 

@@ -125,10 +125,15 @@ class Reader:
 
     def records(self):
         """Yield each line that is a JSON object; report the others."""
+        for _, _, record in self.numbered_records():
+            yield record
+
+    def numbered_records(self):
+        """``(source, line_number, record)`` for each line that is a JSON object, for per-line refusals."""
         for source, number, line in self.lines():
             record = self._parse(source, number, line)
             if record is not None:
-                yield record
+                yield source, number, record
 
     def values(self, fields, ids=False):
         """Yield the names or ids of the input, one per line, by the rules of ``cli.NAMES_INPUT``.

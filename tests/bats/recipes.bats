@@ -3,9 +3,13 @@
 # worker on a private Redis. Where a recipe runs forever or from cron, the
 # test runs the same pipeline with a stop (--limit) or a small threshold.
 
-setup_file() { load helpers; redis_worker_up; }
+# The worker stores its results, extended, in db 1 (for the cres and csend recipes).
+setup_file() {
+  load helpers; start_redis
+  CELOPS_TEST_RESULT_BACKEND="redis://127.0.0.1:$REDIS_PORT/1" CELOPS_TEST_RESULT_EXTENDED=1 start_worker "$REDIS_URL"
+}
 teardown_file() { load helpers; redis_worker_down; }
-setup() { load helpers; redis_worker_env; }
+setup() { load helpers; redis_worker_env; export CELOPS_RESULT_BACKEND="redis://127.0.0.1:$REDIS_PORT/1"; }
 
 @test "recipe: watching failures live" {
   send_when_reading "$BROKER" celery tests.app.fail '["card declined"]'
@@ -84,4 +88,23 @@ setup() { load helpers; redis_worker_env; }
   kill -CONT -- "-$WORKER_PID"
   assert_success
   assert_output "$WORKER"
+}
+
+# failed_results N: true once the backend holds N failed results of tests.app.fail.
+failed_results() { [ "$(cres --count --state FAILURE --name tests.app.fail | jq -s 'map(.count) | add // 0')" -eq "$1" ]; }
+
+@test "recipe: re-running the failed tasks" {
+  cres --state FAILURE --forget -f >/dev/null
+  send_tasks "$BROKER" celery tests.app.fail '["card declined"]' >/dev/null
+  send_tasks "$BROKER" celery tests.app.fail '["card expired"]' >/dev/null
+  wait_until 30 failed_results 2
+  run --separate-stderr bash -c "cres --state FAILURE --since 1h | jq -r '[.name, (.args | tostring), .result.exc_type] | @tsv' | sort"
+  assert_success
+  assert_output $'tests.app.fail\t["card declined"]\tValueError\ntests.app.fail\t["card expired"]\tValueError'
+  run --separate-stderr bash -c "set -o pipefail; cres --state FAILURE --name 'tests.app.*' | csend - > '$BATS_TEST_TMPDIR/sent.ndjson'"
+  assert_success
+  # the re-sent tasks ran with their original arguments (and failed the same way)
+  wait_until 30 failed_results 4
+  run bash -c "cres - < '$BATS_TEST_TMPDIR/sent.ndjson' | jq -c '[.state, .args]' | sort"
+  assert_output $'["FAILURE",["card declined"]]\n["FAILURE",["card expired"]]'
 }
