@@ -1,14 +1,16 @@
 """Fixtures: real brokers (private Redis, private RabbitMQ vhost) and real workers."""
 
 import io
+import itertools
 import os
 import subprocess
 import uuid
 
 import orjson
 import pytest
+import redis
 
-from tests.support import ROOT, RabbitVhost, RedisServer, Worker
+from tests.support import DATABASES, ROOT, RabbitVhost, RedisServer, Worker
 
 BIN = os.path.join(ROOT, "bin")
 
@@ -20,13 +22,15 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
-_next_db = iter(range(1, 64))
+_next_db = itertools.cycle(range(1, DATABASES))
 
 
 @pytest.fixture
 def fresh_redis_url(redis_server):
-    """A Redis database of its own for one test (the private server has 64)."""
-    return redis_server.url(next(_next_db))
+    """A Redis database of its own for one test, emptied first (databases are taken in turn, then reused)."""
+    url = redis_server.url(next(_next_db))
+    redis.Redis.from_url(url).flushdb()
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RABBIT_API = os.environ.get("CELOPS_TEST_RABBIT_API", "http://127.0.0.1:15672/api")
 RABBIT_AUTH = ("guest", "guest")
+DATABASES = 64  # per private redis-server; tests take them in turn (conftest.fresh_redis_url)
 
 
 def free_port():
@@ -124,7 +125,7 @@ class RedisServer:
         os.makedirs(self.directory, exist_ok=True)
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.directory, "--databases", "64",
+             "--appendonly", "no", "--dir", self.directory, "--databases", str(DATABASES),
              "--logfile", os.path.join(self.directory, "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.ping, 20, f"redis-server on port {self.port}")

@@ -12,7 +12,7 @@ from celops.commands import cctl, cq_len, cq_ls, cq_purge
 from celops.core.redis_layout import infer_sep
 from tests.conftest import BIN, run_command
 from tests.queue_support import publish
-from tests.support import RecordStream, RedisServer, poll, worker_env
+from tests.support import RabbitVhost, RecordStream, RedisServer, poll, worker_env
 
 DEFAULT_SEP = b"\x06\x16"
 
@@ -52,8 +52,21 @@ def test_an_unknown_queue_is_named_and_fails_on_both_brokers(broker_url, unique,
     assert "guest:guest" not in result.stderr
 
 
-def test_cq_ls_lists_only_what_exists(broker_url, unique):
+@pytest.fixture
+def empty_broker_url(request, fresh_redis_url):
+    """A broker nothing else wrote to: a fresh Redis db, or a vhost of this test's own."""
+    if request.param == "redis":
+        yield fresh_redis_url
+        return
+    vhost = RabbitVhost().create()
+    yield vhost.url()
+    vhost.delete()
+
+
+@pytest.mark.parametrize("empty_broker_url", ["redis", "amqp"], indirect=True)
+def test_cq_ls_lists_only_what_exists(empty_broker_url, unique):
     """cq-ls used to list `celery` on a broker that has no such queue."""
+    broker_url = empty_broker_url
     publish(broker_url, [(unique, 0, (1, 1))])
     names = poll(lambda: [r["queue"] for r in run_command(cq_ls.main, ["-b", broker_url]).records],
                  lambda names: unique in names, 20, "the queue listed")
