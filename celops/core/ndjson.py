@@ -119,10 +119,15 @@ class Reader:
 
     def records(self):
         """Yield each line that is a JSON object; report the others."""
+        for _, _, record in self.numbered_records():
+            yield record
+
+    def numbered_records(self):
+        """``(source, line_number, record)`` for each JSON object, so a consumer can report a bad one with ``bad``."""
         for source, number, line in self.lines():
             record = self._parse(source, number, line)
             if record is not None:
-                yield record
+                yield source, number, record
 
     def values(self, fields):
         """Yield plain-text lines as they are, or the first of ``fields`` of a JSON object.
