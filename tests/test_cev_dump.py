@@ -128,7 +128,7 @@ def test_filters(redis_worker, redis_server):
     assert {r["type"] for r in started.records} == {"task-started", "worker-heartbeat"}
 
 
-@pytest.mark.parametrize("option, seconds", [("--duration", "1"), ("--timeout", "1")])
+@pytest.mark.parametrize("option, seconds", [("--duration", "1"), ("--idle", "1")])
 def test_duration_and_idle_timeout_end_the_run(fresh_redis_url, option, seconds):
     start = time.monotonic()
     result = run_command(main, ["-b", fresh_redis_url, option, seconds])
@@ -137,7 +137,7 @@ def test_duration_and_idle_timeout_end_the_run(fresh_redis_url, option, seconds)
 
 
 def test_idle_timeout_counts_written_records_only(fresh_redis_url):
-    """Filtered-out events keep arriving; --timeout still ends the run."""
+    """Filtered-out events keep arriving; --idle still ends the run."""
     import redis
 
     client = redis.Redis.from_url(fresh_redis_url)
@@ -152,7 +152,7 @@ def test_idle_timeout_counts_written_records_only(fresh_redis_url):
     threading.Thread(target=heartbeats, daemon=True).start()
     try:
         start = time.monotonic()
-        result = run_command(main, ["-b", fresh_redis_url, "--no-heartbeats", "--timeout", "1"])
+        result = run_command(main, ["-b", fresh_redis_url, "--no-heartbeats", "--idle", "1"])
     finally:
         stop.set()
     assert result.status == 0 and result.stdout == b""
@@ -267,12 +267,12 @@ def test_rabbitmq_options_on_redis_are_a_usage_error(fresh_redis_url):
 
 def test_named_queue_keeps_events_between_runs(amqp_worker, unique):
     url = amqp_worker.broker_url
-    first = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--timeout", "0.5"])
+    first = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--idle", "0.5"])
     assert first.status == 0
     ids = send(url)  # nobody is reading now: the durable queue keeps them
     wait_for(lambda: _queue_depth(url, unique) >= 15, 30, "the tasks' events in the named queue")
     later = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--limit", "3"])
-    rest = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--timeout", "3"])
+    rest = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--idle", "3"])
     records = later.records + rest.records
     assert later.status == rest.status == 0 and len(later.records) == 3
     for task_id in ids.values():  # the first events are kept (task-sent and task-received may come in either order)
