@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from celops.commands import cev_cam
+from celops.commands.cev_dump import main as cev_dump_main
 from celops.core.state import State
 from tests.conftest import BIN, run_bin, run_command
 from tests.support import ROOT, RecordStream, RedisServer, free_port, kombu_event_envelope, send_tasks, wait_for
@@ -142,6 +143,20 @@ def test_wrong_typed_events_are_reported_by_line_and_never_stored(tmp_path, sink
             assert db.execute("SELECT count(*), max(retries) FROM tasks").fetchone() == (100, 0)
     else:
         assert "celops_events_invalid_total 7.0" in (tmp_path / "cam.prom").read_text()
+
+
+@pytest.mark.parametrize("main, option", [
+    (cev_cam.main, option) for option in ("--frequency", "--duration", "--buffer", "--retain", "--ttl", "--expires",
+                                          "-t", "--max-tasks", "--max-workers", "--maxrate")] + [
+    (cev_dump_main, option) for option in ("--duration", "--idle", "--limit", "--buffer", "-t")])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308", "0", "-1", "9" * 400 + "/s"])
+def test_every_number_option_refuses_meaningless_values(main, option, value):
+    if value.endswith("/s") and option != "--maxrate":
+        value = "9" * 400
+    context = ["--once"] if main is cev_cam.main else ["-b", f"redis://127.0.0.1:{free_port()}/0"]
+    result = run_command(main, [option, value, *context])  # were the value taken: a snapshot or exit 69
+    assert result.status == 2 and result.stdout == b"", result
+    assert value in result.stderr
 
 
 def test_snapshot_fields_and_task_records_for_cctl():

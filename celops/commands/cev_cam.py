@@ -77,9 +77,9 @@ def build_parser():
                         help="one snapshot only, at the end of input or after --duration")
     timing.add_argument("--duration", type=cli.positive_float, metavar="SECONDS",
                         help="stop after this long (with a last snapshot)")
-    timing.add_argument("--max-tasks", type=cli.whole_number(1), default=10000, metavar="N",
+    timing.add_argument("--max-tasks", type=cli.whole_number(1, cli.MAX_NUMBER), default=10000, metavar="N",
                         help="keep at most N tasks, oldest out first (default 10000)")
-    timing.add_argument("--max-workers", type=cli.whole_number(1), default=5000, metavar="N",
+    timing.add_argument("--max-workers", type=cli.whole_number(1, cli.MAX_NUMBER), default=5000, metavar="N",
                         help="keep at most N workers, oldest out first (default 5000)")
     output = parser.add_argument_group("sinks")
     output.add_argument("--sink", choices=("ndjson", "sqlite", "prom"), default="ndjson",
@@ -122,8 +122,8 @@ def parse_rate(text):
         rate = cli.rate_per_second(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if rate <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if not 0 < rate <= cli.MAX_NUMBER:  # 0/s, and 400 nines that make inf
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {cli.MAX_NUMBER}/s: {text!r}")
     return rate
 
 

@@ -42,7 +42,7 @@ def build_parser():
                       cli.WORKER_NAMES)
     filters.add_argument("--no-heartbeats", action="store_true", help="leave out worker-heartbeat events")
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("--limit", type=cli.whole_number(1), metavar="N", help="stop after writing N records")
+    stop.add_argument("--limit", type=cli.whole_number(1, cli.MAX_NUMBER), metavar="N", help="stop after writing N records")
     stop.add_argument("--duration", type=cli.positive_float, metavar="SECONDS", help="stop after this long")
     stop.add_argument("--idle", type=cli.positive_float, metavar="SECONDS",
                       help="stop after this many seconds without writing a record (default: never)")
