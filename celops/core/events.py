@@ -634,6 +634,8 @@ class AmqpEventSource(EventSource):
         if not self._pending and self._taken:
             self._done = self._taken
         super().close()
+        if not self._threads and self._connection is not None:
+            _release(self._connection)  # connected but never started (cev-cam failed to start): no reader frees it
 
     def _decode_item(self, item):
         received, body, content_type, generation, tag = item
