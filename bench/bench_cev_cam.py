@@ -148,7 +148,7 @@ def live_pipeline(rate=100000, count=300000):
         try:
             url = server.url(0)
             commands = synthetic_events(count)
-            pipeline = subprocess.Popen(f"'{ROOT}/bin/cev-dump' -b {url} --timeout 5 | '{ROOT}/bin/cev-cam' --once",
+            pipeline = subprocess.Popen(f"'{ROOT}/bin/cev-dump' -b {url} --idle 5 | '{ROOT}/bin/cev-cam' --once",
                                         shell=True, stdout=subprocess.PIPE)
             wait_subscribed(server.port, 0, pipeline, "cev-dump")
             elapsed = publish(server.port, commands, rate)

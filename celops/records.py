@@ -155,7 +155,10 @@ RECORDS = {
             "timestamp": "float: epoch seconds, the stream's clock (last local_received + time since)",
             "event_count": "int: task and worker events applied since the start",
             "gaps": "int: celops-gap records seen", "errors": "int: error records seen",
-            "ignored": "int: records that are not events (no or unknown type, wrong field types)",
+            "ignored": "int: records that are not events (no or unknown type)",
+            "invalid": "int: events rejected, never applied, for a field State uses of the wrong type or out of "
+                       "range (each reported: FILE:LINE on stderr and exit 65 from input, a warning from the "
+                       "broker)",
             "workers": "list of {hostname, alive (by heartbeat: now < last_heartbeat + 2 * freq), active, "
                        "processed, loadavg, freq (s), last_heartbeat (float), sw_ver}",
             "tasks": "object: count, by_state {STATE: n}, by_name {name: {STATE: n}}, "
@@ -232,8 +235,9 @@ RECORDS = {
     "error": {
         "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("error", "size", "queue", "key", "channel"),
         "produced_by": "cev-dump, cq-peek, cq-len, cq-purge", "consumed_by": "cev-cam (counted as errors), jq",
-        "summary": "Something in the stream could not be decoded, or a queue could not be read (a key of the "
-                   "wrong type); the stream and the other queues go on, and the command exits 65.",
+        "summary": "Something in the stream could not be decoded, or is an object without a string `type`, or a "
+                   "queue could not be read (a key of the wrong type); the stream and the other queues go on "
+                   "(cq-len, cq-purge and cq-peek then exit 65).",
         "fields": {"type": "\"error\"", "error": "str: what went wrong", "size": "int: raw bytes",
                    "queue": "str: the queue it was in (cq-peek), or the queue that could not be read "
                             "(cq-len, cq-purge, cq-peek)",

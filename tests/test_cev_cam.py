@@ -11,9 +11,11 @@ import orjson
 import pytest
 
 from celops.commands import cev_cam
+from celops.commands.cev_dump import main as cev_dump_main
 from celops.core.state import State
 from tests.conftest import BIN, run_bin, run_command
-from tests.support import ROOT, RecordStream, send_tasks, wait_for
+from tests.support import ROOT, RecordStream, RedisServer, free_port, kombu_event_envelope, send_tasks, wait_for
+from tests.test_cev_dump import publish, wait_subscribed
 
 T0 = 1_700_000_000.0
 
@@ -102,6 +104,59 @@ def test_bad_lines_are_reported_skipped_and_exit_65():
     assert (shot["gaps"], shot["errors"], shot["ignored"], shot["event_count"]) == (1, 1, 2, 4)
     strict = run_command(cev_cam.main, ["--once", "--strict"], stdin)
     assert strict.status == 65 and strict.records == []
+
+
+# The triggers: each crashed cev-cam at the next snapshot, with one sink or another.
+# (the field at fault, the event)
+WRONG_TYPED = [
+    ("timestamp", {"type": "task-started", "uuid": "u1", "hostname": "hnew", "timestamp": "abc"}),
+    ("freq", {"type": "worker-heartbeat", "hostname": "w2@h", "freq": "abc", "timestamp": T0, "local_received": T0}),
+    ("name", {"type": "task-received", "uuid": "u2", "name": {}, "timestamp": T0}),
+    ("hostname", {"type": "task-started", "uuid": "u3", "hostname": [], "timestamp": T0}),
+    ("retries", {"type": "task-received", "uuid": "u4", "retries": 18446744073709551615, "hostname": "w1@h",
+                 "timestamp": T0}),
+    ("hostname", {"type": "task-started", "uuid": "u5", "hostname": 5, "timestamp": T0}),
+    ("freq", {"type": "worker-heartbeat", "hostname": "w3@h", "freq": 1e308, "timestamp": T0, "local_received": T0}),
+]
+
+
+@pytest.mark.parametrize("sink", ["ndjson", "sqlite", "prom"])
+def test_wrong_typed_events_are_reported_by_line_and_never_stored(tmp_path, sink):
+    good = [event for number in range(100) for event in lifecycle(f"id-{number}", start=T0 + number)]
+    sink_args = {"ndjson": [], "sqlite": ["--database", str(tmp_path / "cam.db")],
+                 "prom": ["--textfile", str(tmp_path / "cam.prom")]}[sink]
+    result = run_command(cev_cam.main, ["--once", "--tasks", "--sink", sink, *sink_args],
+                         ndjson(good + [event for _, event in WRONG_TYPED] + [heartbeat("w1@h", T0 + 100)]))
+    assert result.status == 65, result
+    reported = result.stderr.splitlines()
+    assert len(reported) == len(WRONG_TYPED)
+    for line_number, line, (field, event) in zip(range(301, 400), reported, WRONG_TYPED):
+        assert line.startswith(f"cev-cam: <stdin>:{line_number}: {event['type']} event: {field} must be "), line
+    if sink == "ndjson":
+        shot = snapshots(result)[0]
+        assert (shot["event_count"], shot["invalid"], shot["tasks"]["count"]) == (301, 7, 100)
+        assert [worker["hostname"] for worker in shot["workers"]] == ["w1@h"]
+        assert {record["uuid"] for record in result.records if record["type"] == "task"} == {
+            f"id-{number}" for number in range(100)}
+    elif sink == "sqlite":
+        with sqlite3.connect(tmp_path / "cam.db") as db:
+            assert db.execute("SELECT count(*), max(retries) FROM tasks").fetchone() == (100, 0)
+    else:
+        assert "celops_events_invalid_total 7.0" in (tmp_path / "cam.prom").read_text()
+
+
+@pytest.mark.parametrize("main, option", [
+    (cev_cam.main, option) for option in ("--frequency", "--duration", "--buffer", "--retain", "--ttl", "--expires",
+                                          "-t", "--max-tasks", "--max-workers", "--maxrate")] + [
+    (cev_dump_main, option) for option in ("--duration", "--idle", "--limit", "--buffer", "-t")])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308", "0", "-1", "9" * 400 + "/s"])
+def test_every_number_option_refuses_meaningless_values(main, option, value):
+    if value.endswith("/s") and option != "--maxrate":
+        value = "9" * 400
+    context = ["--once"] if main is cev_cam.main else ["-b", f"redis://127.0.0.1:{free_port()}/0"]
+    result = run_command(main, [option, value, *context])  # were the value taken: a snapshot or exit 69
+    assert result.status == 2 and result.stdout == b"", result
+    assert value in result.stderr
 
 
 def test_snapshot_fields_and_task_records_for_cctl():
@@ -339,3 +394,47 @@ def test_detached_camera_writes_its_pidfile_and_stops_on_sigterm(fresh_redis_url
     wait_for(lambda: shots() >= 2, 30, f"two snapshots (log: {logfile})")
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not pidfile.exists(), 30, "the detached camera's stop")
+
+
+def test_live_bad_events_are_warned_and_snapshot_time_never_goes_back_across_a_restart(tmp_path):
+    server = RedisServer(str(tmp_path)).start()
+    camera = subprocess.Popen([os.path.join(BIN, "cev-cam"), "--live", "-b", server.url(0), "--frequency", "0.1"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        shots = RecordStream(camera)
+        wait_subscribed(server)
+        for event in [event for _, event in WRONG_TYPED[:2]] + [heartbeat("w1@h", time.time())]:
+            publish(server, kombu_event_envelope(event))
+        shots.until(lambda shot: shot["invalid"] == 2 and shot["event_count"] == 1)
+        server.process.kill()
+        server.process.wait()
+        down = len(shots.records)
+        shots.until(lambda shot: len(shots.records) >= down + 3)  # shots taken while the broker is away
+        server.start()  # the same port
+        shots.until(lambda shot: shot["gaps"] == 1)
+        after_gap = len(shots.records)
+        shots.until(lambda shot: len(shots.records) >= after_gap + 3)
+        camera.send_signal(signal.SIGTERM)
+        assert shots.finish() == 0
+    finally:
+        if camera.poll() is None:
+            camera.kill()
+            camera.wait()
+        server.stop()
+    times = [shot["timestamp"] for shot in shots.records]
+    assert times == sorted(times)
+    warnings = shots.stderr().splitlines()
+    assert warnings == ["cev-cam: bad event from the broker, not applied: task-started event: timestamp must be "
+                        "epoch seconds from 0 to 1e+11, not 'abc'",
+                        "cev-cam: bad event from the broker, not applied: worker-heartbeat event: freq must be "
+                        "seconds above 0 and at most 3600, not 'abc'"]
+
+
+def test_detach_with_a_dead_broker_exits_69_in_the_foreground(tmp_path):
+    pidfile, logfile = tmp_path / "cam.pid", tmp_path / "cam.log"
+    result = run_bin("cev-cam", "--live", "-b", f"redis://127.0.0.1:{free_port()}/0", "-t", "1", "--detach",
+                     "--pidfile", str(pidfile), "--logfile", str(logfile), "--sink", "sqlite",
+                     "--database", str(tmp_path / "cam.db"))
+    assert result.status == 69, result
+    assert result.stderr.startswith("cev-cam: error: cannot reach broker") and result.stderr.count("\n") == 1
+    assert not pidfile.exists()

@@ -2,6 +2,7 @@
 
 import base64
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -128,7 +129,7 @@ def test_filters(redis_worker, redis_server):
     assert {r["type"] for r in started.records} == {"task-started", "worker-heartbeat"}
 
 
-@pytest.mark.parametrize("option, seconds", [("--duration", "1"), ("--timeout", "1")])
+@pytest.mark.parametrize("option, seconds", [("--duration", "1"), ("--idle", "1")])
 def test_duration_and_idle_timeout_end_the_run(fresh_redis_url, option, seconds):
     start = time.monotonic()
     result = run_command(main, ["-b", fresh_redis_url, option, seconds])
@@ -137,7 +138,7 @@ def test_duration_and_idle_timeout_end_the_run(fresh_redis_url, option, seconds)
 
 
 def test_idle_timeout_counts_written_records_only(fresh_redis_url):
-    """Filtered-out events keep arriving; --timeout still ends the run."""
+    """Filtered-out events keep arriving; --idle still ends the run."""
     import redis
 
     client = redis.Redis.from_url(fresh_redis_url)
@@ -152,7 +153,7 @@ def test_idle_timeout_counts_written_records_only(fresh_redis_url):
     threading.Thread(target=heartbeats, daemon=True).start()
     try:
         start = time.monotonic()
-        result = run_command(main, ["-b", fresh_redis_url, "--no-heartbeats", "--timeout", "1"])
+        result = run_command(main, ["-b", fresh_redis_url, "--no-heartbeats", "--idle", "1"])
     finally:
         stop.set()
     assert result.status == 0 and result.stdout == b""
@@ -231,20 +232,23 @@ def test_output_buffer_limit_disconnect_is_a_gap_never_silence(own_redis):
 def test_malformed_messages_become_error_records(own_redis):
     dump = Dump("-b", own_redis.url(0))
     wait_subscribed(own_redis)
-    batch = [event(5), event(6)]
     bad = [b"not json at all", kombu_event_envelope({}, body="%%%not-base64%%%"),
            kombu_event_envelope({}, body=base64.b64encode(b"[1, 2").decode()),
-           kombu_event_envelope({}, body=base64.b64encode(b"42").decode())]
+           kombu_event_envelope({}, body=base64.b64encode(b"42").decode()),
+           kombu_event_envelope({"uuid": "no-type"}), kombu_event_envelope({"type": 5, "uuid": "number-type"})]
     for body in bad:
         publish(own_redis, body)
-    publish(own_redis, kombu_event_envelope(batch, routing_key="task.multi"))
+    untyped_in_batch = [event(5), {"uuid": "no-type-in-batch"}, event(6)]
+    multi = kombu_event_envelope(untyped_in_batch, routing_key="task.multi")
+    publish(own_redis, multi, routing_key="task.multi")
     dump.until(lambda r: r.get("uuid") == "task-6")
     assert dump.interrupt() == 130
     errors = [r for r in dump.records if r["type"] == "error"]
-    assert [r["size"] for r in errors] == [len(body) for body in bad]
+    assert [r["size"] for r in errors] == [len(body) for body in bad + [multi]]
     assert "not JSON" in errors[0]["error"] and "base64" in errors[1]["error"]
     assert "not JSON" in errors[2]["error"] and "not an event object" in errors[3]["error"]
-    assert all(r["channel"] == "/0.celeryev/task.succeeded" for r in errors)
+    assert all('without a string "type"' in r["error"] for r in errors[4:])
+    assert [r["channel"] for r in errors] == ["/0.celeryev/task.succeeded"] * len(bad) + ["/0.celeryev/task.multi"]
     assert [r.get("uuid") for r in dump.records if r["type"] != "error"] == ["task-5", "task-6"]
 
 
@@ -267,12 +271,12 @@ def test_rabbitmq_options_on_redis_are_a_usage_error(fresh_redis_url):
 
 def test_named_queue_keeps_events_between_runs(amqp_worker, unique):
     url = amqp_worker.broker_url
-    first = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--timeout", "0.5"])
+    first = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--idle", "0.5"])
     assert first.status == 0
     ids = send(url)  # nobody is reading now: the durable queue keeps them
     wait_for(lambda: _queue_depth(url, unique) >= 15, 30, "the tasks' events in the named queue")
     later = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--limit", "3"])
-    rest = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--timeout", "3"])
+    rest = run_command(main, ["-b", url, "--queue", unique, "--no-heartbeats", "--idle", "3"])
     records = later.records + rest.records
     assert later.status == rest.status == 0 and len(later.records) == 3
     for task_id in ids.values():  # the first events are kept (task-sent and task-received may come in either order)
@@ -338,3 +342,36 @@ def test_task_names_are_bounded_and_keep_the_recent_ones():
         names.fill(event)
     assert [event.get("name") for event in later[-2:]] == ["task8", "task9"]  # at least size / 2 kept
     assert "name" not in later[0]
+
+
+def test_a_type_no_celery_event_has_is_warned_about(fresh_redis_url):
+    result = run_command(main, ["-b", fresh_redis_url, "--type", "task-faild,task-*,worker-heartbeat",
+                                "--type", "myapp-*", "--idle", "0.2"])
+    assert result.status == 0 and result.stdout == b""
+    assert result.stderr.splitlines() == [
+        "cev-dump: --type task-faild matches none of celery's event types; did you mean task-failed?",
+        "cev-dump: --type myapp-* matches none of celery's event types; only custom events can match it"]
+
+
+def test_timeout_is_the_connect_deadline_against_a_broker_that_never_answers():
+    """-t is how long to wait for the broker, uncapped; --idle does not shorten it."""
+    with socket.socket() as silent:  # the kernel completes the handshake; nobody ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        commands = {
+            "cev-cam": ["cev-cam", "--live", "-b", f"redis://127.0.0.1:{port}/0", "-t", "5.5"],
+            "cev-dump redis": ["cev-dump", "-b", f"redis://127.0.0.1:{port}/0", "-t", "2", "--idle", "0.3"],
+            "cev-dump amqp": ["cev-dump", "-b", f"amqp://guest:guest@127.0.0.1:{port}//", "-t", "2", "--idle", "0.3"],
+        }
+        started = time.monotonic()
+        processes = {name: subprocess.Popen([os.path.join(BIN, argv[0]), *argv[1:]], stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for name, argv in commands.items()}
+        for name, process in processes.items():
+            out, err = process.communicate(timeout=30)
+            waited = time.monotonic() - started
+            deadline = float(commands[name][commands[name].index("-t") + 1])
+            assert process.returncode == 69 and out == b"", (name, err)
+            assert b"cannot reach broker" in err, (name, err)
+            assert waited >= deadline, (name, waited)  # a lower bound only: a timeout never fires early

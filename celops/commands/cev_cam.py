@@ -17,6 +17,13 @@ as gaps), error records (counted). Other records are counted as ignored.
 Bad lines are reported as PROG: FILE:LINE: reason and skipped; the exit
 status is then 65 (--strict stops at the first). The input's end, --duration,
 or SIGTERM take a last snapshot and exit 0; Ctrl-C exits 130.
+
+An event with a field of the wrong type or out of range (a timestamp that
+is not a number, a freq above 3600 s, a negative retries...) is never
+applied: it is counted in the snapshot's invalid field and reported, as
+PROG: FILE:LINE: reason from files or standard input (exit 65), or as a
+warning on standard error when it comes from the broker (the first 10; the
+exit status stays 0, since no input of the user's was wrong).
 """
 
 import atexit
@@ -29,18 +36,21 @@ import time
 
 from celops.core import cli
 from celops.core.exits import ExitStatus, UsageError
+from celops.core.outfiles import cannot_create
 
 CLEANUP_INTERVAL = 3600.0  # seconds, as celery's Polaroid cleanup_freq
+BROKER_WARNINGS = 10  # bad events from the broker warned about; the rest only counted
 
 SNAPSHOT_RECORD = (
     '{"type": "snapshot", "timestamp": EPOCH, "event_count": N, "gaps": N, "errors": N, "ignored": N, '
+    '"invalid": N, '
     '"workers": [{"hostname", "alive", "active", "processed", "loadavg", "freq", "last_heartbeat", '
     '"sw_ver"}], "tasks": {"count": N, "by_state": {STATE: N}, "by_name": {NAME: {STATE: N}}, '
     '"by_worker": {HOSTNAME: {STATE: N}}, "runtime": {NAME: {"count", "p50", "p95", "max"}}}, '
     '"wait": {NAME: {"count", "p50", "p95", "max"}}}. Counts, runtimes and waits are over the '
     "tasks in the table (at most --max-tasks; since the last shot with --clear-after). timestamp is "
     "the stream's clock: the last local_received plus the time since it was read, so a replayed "
-    "file is judged as of its end. With --tasks, before each snapshot one "
+    "file is judged as of its end; it never goes backwards. With --tasks, before each snapshot one "
     '{"type": "task", "uuid", "name", "state", "hostname", "timestamp", "received", "started", '
     '"succeeded", "failed", "runtime", "retries", "exception", "wait"} per task changed since the '
     "last shot (fields that are unknown are left out)."
@@ -49,11 +59,10 @@ SNAPSHOT_RECORD = (
 
 def build_parser():
     from celops.core import sinks
-    from celops.core.events import add_source_options
+    from celops.core.events import CONNECT_TIMEOUT_HELP, DEFAULT_CONNECT_TIMEOUT, add_source_options
 
     parser = cli.command_parser(
-        "cev-cam", __doc__, timeout=5.0,
-        timeout_help="give up on the broker after this long (live mode)")
+        "cev-cam", __doc__, timeout=DEFAULT_CONNECT_TIMEOUT, timeout_help=CONNECT_TIMEOUT_HELP)
     cli.add_input_options(parser, "event records (cev-dump's output)")
     parser.add_argument("--live", action="store_true",
                         help="read events from the broker even when standard input is a pipe")
@@ -68,9 +77,9 @@ def build_parser():
                         help="one snapshot only, at the end of input or after --duration")
     timing.add_argument("--duration", type=cli.positive_float, metavar="SECONDS",
                         help="stop after this long (with a last snapshot)")
-    timing.add_argument("--max-tasks", type=cli.whole_number(1), default=10000, metavar="N",
+    timing.add_argument("--max-tasks", type=cli.whole_number(1, cli.MAX_NUMBER), default=10000, metavar="N",
                         help="keep at most N tasks, oldest out first (default 10000)")
-    timing.add_argument("--max-workers", type=cli.whole_number(1), default=5000, metavar="N",
+    timing.add_argument("--max-workers", type=cli.whole_number(1, cli.MAX_NUMBER), default=5000, metavar="N",
                         help="keep at most N workers, oldest out first (default 5000)")
     output = parser.add_argument_group("sinks")
     output.add_argument("--sink", choices=("ndjson", "sqlite", "prom"), default="ndjson",
@@ -135,22 +144,33 @@ class Camera:
         self.bucket = args.maxrate and TokenBucket(args.maxrate)
         self.clear_after = args.clear_after
         self.lock = threading.Lock()
-        self.read_at = None  # wall time when the last record was applied
+        self.read_at = None  # wall time when the stream's clock last moved
+        self.last_now = 0.0
 
-    def ingest(self, records):
+    def ingest(self, located_records, reject):
+        """Apply ``(where, record)`` pairs; ``reject(where, reason)`` hears of each bad event (not applied)."""
         state, lock, clock = self.state, self.lock, time.time
-        for record in records:
+        for where, record in located_records:
             with lock:
-                state.event(record)
-            self.read_at = clock()
+                stream_time = state.stream_time
+                problem = state.event(record)
+                if state.stream_time != stream_time:
+                    self.read_at = clock()
+            if problem is not None:
+                reject(where, problem)
 
     def now(self):
-        """The stream's clock: the last local_received plus the time since it was read."""
+        """The stream's clock: the last local_received plus the time since it was read; never backwards.
+
+        Records without local_received (a celops-gap after a broker restart)
+        do not move it, and an event read later than the one before it
+        (a backlog) cannot take it back.
+        """
         wall = time.time()
         stream_time = self.state.stream_time
-        if not stream_time or self.read_at is None:
-            return wall
-        return stream_time + (wall - self.read_at)
+        now = wall if not stream_time or self.read_at is None else stream_time + (wall - self.read_at)
+        self.last_now = max(now, self.last_now)
+        return self.last_now
 
     def shoot(self, last=False):
         """A snapshot to the sink, unless --maxrate says not now (the last one always goes)."""
@@ -185,9 +205,15 @@ class PolaroidCamera:
         if args.clear_after:
             self.camera.clear_after = True
 
-    def ingest(self, records):
+    def ingest(self, located_records, reject):
+        from celops.core.state import event_problem
+
         event = self.state.event
-        for record in records:
+        for where, record in located_records:
+            problem = event_problem(record)
+            if problem is not None:
+                reject(where, problem)
+                continue
             kind = record.get("type")
             if isinstance(kind, str) and kind.startswith(("task-", "worker-")):
                 try:
@@ -249,23 +275,63 @@ def check_options(args):
 def run(ctx):
     args = ctx.args
     check_options(args)
-    live = reads_broker(args, ctx.io)
-    if args.detach:
-        detach(args.pidfile, args.logfile)
-    elif args.pidfile:
-        write_pidfile(args.pidfile)
-    camera = PolaroidCamera(args) if args.camera else Camera(args, ctx.out)
-    try:
-        if live:
-            from celops.core.events import EventSource
+    source = None
+    if reads_broker(args, ctx.io):
+        from celops.core.events import EventSource
 
-            with EventSource.from_args(ctx.broker, args) as source:
-                return snap(args, camera, lambda: camera.ingest(source), lambda: ExitStatus.OK)
+        source = EventSource.from_args(ctx.broker, args)
+    camera = None
+    try:
+        # Everything that can fail at start fails here, in the foreground, before
+        # --detach: a dead broker is exit 69 and a bad path exit 73 for the user
+        # who typed the command, not a line in --logfile.
+        if source is not None:
+            source.connect()
+        camera = open_camera(args, ctx.out)
+        if args.detach:
+            refuse_running(args.pidfile)
+            camera.close()  # an SQLite connection must not cross a fork: the daemon opens its own
+            camera = None
+            detach(args.pidfile, args.logfile)
+            camera = open_camera(args, ctx.out)
+        elif args.pidfile:
+            write_pidfile(args.pidfile)
+        if source is not None:
+            reject = BrokerRejects(ctx.warn)
+            with source:
+                return snap(args, camera, lambda: camera.ingest(((None, record) for record in source), reject),
+                            lambda: ExitStatus.OK)
         reader = ctx.reader()
-        return snap(args, camera, lambda: camera.ingest(reader.records()),
+        located = (((name, number), record) for name, number, record in reader.numbered_records())
+        return snap(args, camera, lambda: camera.ingest(located, lambda where, reason: reader.bad(*where, reason)),
                     lambda: ExitStatus.DATA_ERROR if reader.bad_lines else ExitStatus.OK)
     finally:
-        camera.close()
+        if camera is not None:
+            camera.close()
+        if source is not None:
+            source.close()
+
+
+def open_camera(args, out):
+    return PolaroidCamera(args) if args.camera else Camera(args, out)
+
+
+class BrokerRejects:
+    """Bad events from the broker: a warning for each of the first BROKER_WARNINGS, then only the count.
+
+    Anyone who can publish to the broker can send them: they must not flood the log.
+    """
+
+    def __init__(self, warn):
+        self.warn = warn
+        self.count = 0
+
+    def __call__(self, where, reason):
+        self.count += 1
+        if self.count <= BROKER_WARNINGS:
+            self.warn(f"bad event from the broker, not applied: {reason}")
+        if self.count == BROKER_WARNINGS:
+            self.warn("further bad events from the broker are only counted (the snapshots' invalid field)")
 
 
 class _Stop(Exception):
@@ -335,6 +401,19 @@ def _shutter(args, camera, done, failure):
 
 def write_pidfile(path):
     """Write our pid; refuse when the file names a process that is still running."""
+    refuse_running(path)
+    try:
+        with open(path, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise cannot_create(path, exc) from None
+    atexit.register(_remove_pidfile, path, os.getpid())
+
+
+def refuse_running(path):
+    """UsageError when the pidfile ``path`` names a process that is still running."""
+    if not path:
+        return
     try:
         with open(path) as existing:
             pid = int(existing.read().strip() or 0)
@@ -345,9 +424,6 @@ def write_pidfile(path):
         pass
     except PermissionError:
         raise UsageError(f"--pidfile {path}: a process of another user holds it") from None
-    with open(path, "w") as handle:
-        handle.write(f"{os.getpid()}\n")
-    atexit.register(_remove_pidfile, path, os.getpid())
 
 
 def _remove_pidfile(path, pid):
@@ -360,7 +436,16 @@ def _remove_pidfile(path, pid):
 
 
 def detach(pidfile, logfile):
-    """Double fork into the background; stdout and stderr go to --logfile (or /dev/null)."""
+    """Double fork into the background; stdout and stderr go to --logfile (or /dev/null).
+
+    The log file is opened before the fork, so that a path that can't be
+    written is exit 73 for the user rather than a daemon that says nothing.
+    """
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        log = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if logfile else null
+    except OSError as exc:
+        raise cannot_create(logfile, exc) from None
     if os.fork():
         os._exit(0)
     os.setsid()
@@ -368,8 +453,6 @@ def detach(pidfile, logfile):
         os._exit(0)
     if pidfile:
         write_pidfile(pidfile)
-    null = os.open(os.devnull, os.O_RDWR)
-    log = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if logfile else null
     os.dup2(null, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)

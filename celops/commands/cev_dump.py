@@ -15,21 +15,25 @@ import re
 import time
 
 from celops.core import cli
-from celops.core.events import add_source_options
+from celops.core.events import CONNECT_TIMEOUT_HELP, DEFAULT_CONNECT_TIMEOUT, add_source_options
 
 GAP, ERROR = "celops-gap", "error"
 TASK_NAMES_KEPT = 100_000  # at most, uuid -> task name, for --task on events that do not carry the name
 HEARTBEAT = "worker-heartbeat"
+# The event types celery sends (celery.events.state and the worker's heartbeat); apps may send their own.
+EVENT_TYPES = ("task-sent", "task-received", "task-started", "task-succeeded", "task-failed", "task-retried",
+               "task-revoked", "task-rejected", "worker-online", "worker-heartbeat", "worker-offline")
 
 
 def build_parser():
     parser = cli.command_parser(
-        "cev-dump", __doc__, timeout=None,
-        timeout_help="stop after this many seconds without writing a record (default: never)")
+        "cev-dump", __doc__, timeout=DEFAULT_CONNECT_TIMEOUT, timeout_help=CONNECT_TIMEOUT_HELP)
     filters = parser.add_argument_group("filters")
-    cli.complete_with(filters.add_argument("--type", action="extend", type=cli.name_list("event type glob"), metavar="GLOB",
-                         help="only events of these types: task-failed, task-*; repeatable or comma-separated"),
-                      cli.EVENT_TYPE_NAMES)
+    cli.complete_with(filters.add_argument(
+        "--type", action="extend", type=cli.name_list("event type glob"), metavar="GLOB",
+        help="only events of these types: task-failed, task-*; repeatable or comma-separated; a type or glob "
+             "that matches none of celery's event types is warned about (custom events still match)"),
+        cli.EVENT_TYPE_NAMES)
     filters.add_argument("--task", action="extend", type=cli.name_list("task name glob"), metavar="GLOB",
                          help="only task events of tasks whose name matches; the name comes with task-received or "
                               f"task-sent and is remembered by uuid for the latest {TASK_NAMES_KEPT // 2:,} to "
@@ -39,8 +43,10 @@ def build_parser():
                       cli.WORKER_NAMES)
     filters.add_argument("--no-heartbeats", action="store_true", help="leave out worker-heartbeat events")
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("--limit", type=cli.whole_number(1), metavar="N", help="stop after writing N records")
+    stop.add_argument("--limit", type=cli.whole_number(1, cli.MAX_NUMBER), metavar="N", help="stop after writing N records")
     stop.add_argument("--duration", type=cli.positive_float, metavar="SECONDS", help="stop after this long")
+    stop.add_argument("--idle", type=cli.positive_float, metavar="SECONDS",
+                      help="stop after this many seconds without writing a record (default: never)")
     parser.add_argument("--on-gap", choices=("record", "warn", "exit"), default="record",
                         help="when events were lost: write a celops-gap record (default), warn on stderr, "
                              "or warn and exit 1")
@@ -48,11 +54,12 @@ def build_parser():
     parser.man_sections[:0] = [
         ("RECORDS", "event: every field the worker sent, plus local_received. "
                     "celops-gap: {\"type\": \"celops-gap\", \"reason\", \"since\", \"until\", \"dropped\"}. "
-                    "error: {\"type\": \"error\", \"error\", \"size\", \"local_received\"} for an undecodable message. "
+                    "error: {\"type\": \"error\", \"error\", \"size\", \"local_received\"} for an undecodable message "
+                    "or an object without a string type. "
                     "Filters apply to events; gap and error records always pass."),
         ("EXAMPLES", "  cev-dump --type task-failed | jq -r .exception\n"
                      "  cev-dump --task 'proj.billing.*' --duration 60 > billing.ndjson\n"
-                     "  cev-dump --queue celops-audit --timeout 5 >> events.ndjson   # RabbitMQ, from cron"),
+                     "  cev-dump --queue celops-audit --idle 5 >> events.ndjson   # RabbitMQ, from cron"),
         ("CAVEATS", "On RabbitMQ without --queue, celery's 5 s message TTL drops events the broker holds for a "
                     "stalled reader; no gap record can say so. Use --queue, or --ttl. "
                     "With --queue, events are delivered at least once: a message is acknowledged only after all "
@@ -112,6 +119,16 @@ class TaskNames:
                 self.older, self.newer = self.newer, {}
 
 
+def unknown_types(globs):
+    """``(glob, suggestion)`` for each --type glob that matches none of celery's event types (a typo, or custom)."""
+    import difflib
+
+    for glob in globs:
+        if not fnmatch.filter(EVENT_TYPES, glob):
+            close = difflib.get_close_matches(glob, EVENT_TYPES, n=1)
+            yield glob, close[0] if close else None
+
+
 def event_filter(args):
     """A predicate on event records for the filter options, or None when nothing filters."""
     tests = []
@@ -136,12 +153,15 @@ def run(ctx):
     from celops.core.ndjson import dumps
 
     args = ctx.args
+    for glob, suggestion in unknown_types(args.type or ()):
+        hint = f"; did you mean {suggestion}?" if suggestion else "; only custom events can match it"
+        ctx.warn(f"--type {glob} matches none of celery's event types{hint}")
     keep = event_filter(args)
     fill_name = TaskNames().fill
     write = ctx.out.write_encoded
     flush = ctx.out.flush
     left = args.limit or -1  # counts down to 0; -1 never gets there
-    idle = args.timeout
+    idle = args.idle
     deadline = time.monotonic() + args.duration if args.duration else None
     last_written = time.monotonic()
     with EventSource.from_args(ctx.broker, args) as source:

@@ -191,7 +191,7 @@ def _measurer(ctx, broker, names):
 
 
 def _write_prometheus(ctx, records):
-    from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+    from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import GaugeMetricFamily
 
     gauges = {
@@ -216,7 +216,9 @@ def _write_prometheus(ctx, records):
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Batch())
     if ctx.args.textfile:
-        write_to_textfile(ctx.args.textfile, registry)
+        from celops.core.outfiles import write_textfile
+
+        write_textfile(ctx.args.textfile, registry)
     else:
         ctx.io.stdout.write(generate_latest(registry))
         ctx.io.stdout.flush()

@@ -263,8 +263,8 @@ def positive_rate(text):
         rate = rate_per_second(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if rate <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if not 0 < rate <= MAX_NUMBER:  # 0/s, and 400 nines that make inf
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_NUMBER}/s: {text!r}")
     return rate
 
 

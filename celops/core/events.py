@@ -8,7 +8,9 @@ subscription. The caller's thread decodes (orjson) as it takes.
 API::
 
     add_source_options(parser)   # --buffer, --queue, --ttl, --expires, --wakeup, --enable-events
-    with EventSource.from_args(broker, args) as source:   # BrokerUnavailable if the first connect fails
+    source = EventSource.from_args(broker, args)
+    source.connect()                                     # optional: BrokerUnavailable now, before a fork
+    with source:                                         # connects if not yet, starts the reader thread
         for record in source: ...                        # blocks; records in arrival order
         record = source.get(timeout)                     # the next record, or None after `timeout` s
         records = source.get_batch(timeout)              # all decoded so far, or [] after `timeout` s
@@ -22,7 +24,12 @@ Records are dicts:
   connection was lost (broker restart, output-buffer limit, backlog full):
   the source reconnects with backoff on its own and goes on;
 - ``{"type": "error", "error", "size", "local_received"}`` for a wire message
-  that is not a decodable event (bad base64, bad JSON, not an object).
+  that is not a decodable event (bad base64, bad JSON, not an object, an
+  object without a string ``type``).
+
+``-t`` is the connect deadline (the first connection: exit 69 after it; each
+reconnection attempt after a gap); commands give any idle or overall limit
+an option of its own.
 
 Redis: celery makes ``celeryev`` a fanout exchange there, published with
 ``PUBLISH {global_keyprefix}/{db}.celeryev/<routing key>``; we PSUBSCRIBE
@@ -50,6 +57,8 @@ from celops.core.exits import BrokerUnavailable, UsageError
 
 DEFAULT_BUFFER_MB = 256
 DEFAULT_CONNECT_TIMEOUT = 5.0
+CONNECT_TIMEOUT_HELP = (f"give up connecting to the broker after this long (default {DEFAULT_CONNECT_TIMEOUT:g}): "
+                        "at start, exit 69; after a disconnect, each attempt to reconnect, retried without end")
 EVENT_EXCHANGE = "celeryev"
 CELERY_QUEUE_TTL = 5.0  # celery's event_queue_ttl
 CELERY_QUEUE_EXPIRES = 60.0  # celery's event_queue_expires
@@ -149,8 +158,8 @@ class EventSource:
     def __init__(self, broker, args):
         self.broker = broker
         self.args = args
-        self.connect_timeout = min(getattr(args, "timeout", None) or DEFAULT_CONNECT_TIMEOUT,
-                                   DEFAULT_CONNECT_TIMEOUT)
+        self.connect_timeout = args.timeout or DEFAULT_CONNECT_TIMEOUT
+        self.connected = False
         self.backlog = Backlog(int(args.buffer * 1024 * 1024))
         self._pending = collections.deque()
         self._stop = threading.Event()
@@ -177,11 +186,17 @@ class EventSource:
     def __exit__(self, *exc_info):
         self.close()
 
+    def connect(self):
+        """The first connection, without threads: BrokerUnavailable now, and safe to fork after."""
+        if not self.connected:
+            self._connect_first()
+            self.connected = True
+
     def start(self):
         # The reader thread must get the GIL back soon after its recv returns,
         # not after the default 5 ms, or the broker's buffer fills while we decode.
         sys.setswitchinterval(READER_SWITCH_INTERVAL)
-        self._connect_first()
+        self.connect()
         self._spawn(self._read_forever, "celops-events-reader")
         if self.args.wakeup or self.args.enable_events:
             self._spawn(self._wake_workers, "celops-events-wakeup")
@@ -275,28 +290,34 @@ class EventSource:
     def _on_gap(self):
         """Forget what was half-read before the connection dropped."""
 
-    def _decode_body(self, body, content_type, received, size):
-        """Queue the events of one message body; returns False if it queued an error record."""
+    def _decode_body(self, body, content_type, received, size, **where):
+        """Queue the events of one message body, and an error record (with ``where``) for what is not one."""
         pending = self._pending
         if content_type and content_type != "application/json":
-            pending.append(error_record(f"unsupported content type {content_type}", size, received))
-            return False
+            pending.append(error_record(f"unsupported content type {content_type}", size, received, **where))
+            return
         try:
             value = loads(body)
         except ValueError as exc:
-            pending.append(error_record(f"body is not JSON: {exc}", size, received))
-            return False
-        if type(value) is dict:
-            value["local_received"] = received
-            pending.append(value)
-            return True
-        if type(value) is list and all(type(event) is dict for event in value):  # task.multi
-            for event in value:
+            pending.append(error_record(f"body is not JSON: {exc}", size, received, **where))
+            return
+        events = [value] if type(value) is dict else value  # a list: task.multi
+        if type(events) is not list or not all(type(event) is dict for event in events):
+            pending.append(error_record(f"not an event object but {type(value).__name__}", size, received, **where))
+            return
+        for event in events:
+            if _is_event(event):
                 event["local_received"] = received
-            pending.extend(value)
-            return True
-        pending.append(error_record(f"not an event object but {type(value).__name__}", size, received))
-        return False
+                pending.append(event)
+            else:  # every record has a type: what has none is not passed on as an event
+                pending.append(error_record(NO_TYPE, size, received, **where))
+
+
+NO_TYPE = 'an object without a string "type" is not an event'
+
+
+def _is_event(value):
+    return type(value) is dict and value.get("type").__class__ is str
 
 
 def _backoff():
@@ -446,11 +467,11 @@ class RedisEventSource(EventSource):
                     value = loads(a2b_base64(buf[data + 10:quote], strict_mode=True))
                 except ValueError:  # binascii.Error and JSONDecodeError both are
                     value = None
-                if type(value) is dict:
+                if _is_event(value):
                     value["local_received"] = received
                     pending.append(value)
                     continue
-                if type(value) is list and all(type(event) is dict for event in value):  # task.multi
+                if type(value) is list and all(map(_is_event, value)):  # task.multi
                     for event in value:
                         event["local_received"] = received
                     pending.extend(value)
@@ -469,8 +490,7 @@ class RedisEventSource(EventSource):
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self._pending.append(error_record(_why_not_a_message(exc), len(data), received, channel=_text(channel)))
             return
-        if not self._decode_body(body, content_type, received, len(data)):
-            self._pending[-1]["channel"] = _text(channel)
+        self._decode_body(body, content_type, received, len(data), channel=_text(channel))
 
 
 class ProtocolError(ConnectionError):
@@ -614,6 +634,8 @@ class AmqpEventSource(EventSource):
         if not self._pending and self._taken:
             self._done = self._taken
         super().close()
+        if not self._threads and self._connection is not None:
+            _release(self._connection)  # connected but never started (cev-cam failed to start): no reader frees it
 
     def _decode_item(self, item):
         received, body, content_type, generation, tag = item

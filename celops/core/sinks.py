@@ -6,6 +6,7 @@ housekeeping) and ``close()``.
 
 import json
 import os
+from contextlib import contextmanager
 
 SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -54,7 +55,8 @@ PROM_MAPPING = (
     "celery_task_runtime{name,hostname} histogram, seconds, prometheus_client's default buckets "
     "(celery-exporter's name). "
     "celery_tasks{name,state} gauge: tasks in cev-cam's task table by state (celops only). "
-    "celops_events_total counter: events applied; celops_event_gaps_total counter: cev-dump gap records."
+    "celops_events_total counter: events applied; celops_event_gaps_total counter: cev-dump gap records; "
+    "celops_events_invalid_total counter: events rejected for a field of the wrong type or out of range."
 )
 
 
@@ -89,17 +91,32 @@ class SqliteSink:
     def __init__(self, path, retain_days=None):
         import sqlite3
 
+        self.path = path
         self.retain_days = retain_days
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # shots come from the timer thread
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SQLITE_SCHEMA)
+        self.db = None
+        with self._writing():
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # shots come from the timer thread
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SQLITE_SCHEMA)
+
+    @contextmanager
+    def _writing(self):
+        """SQLite's errors (no such directory, read-only, disk full, not a database) as exit 73 naming the path."""
+        import sqlite3
+
+        from celops.core.outfiles import cannot_create
+
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise cannot_create(self.path, exc) from None
 
     def shoot(self, state, now):
         snapshot = state.snapshot(now)
         alive = sum(1 for worker in snapshot["workers"] if worker["alive"])
         rows = [tuple(getattr(task, column) for column in _TASK_COLUMNS) for task in state.changed_tasks()]
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute("BEGIN")
             cursor = self.db.execute(
                 "INSERT INTO snapshots (timestamp, event_count, workers_alive, tasks, record) "
@@ -122,14 +139,15 @@ class SqliteSink:
         if self.retain_days is None:
             return
         cutoff = now - self.retain_days * 86400
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM tasks WHERE coalesce(timestamp, (SELECT timestamp FROM snapshots "
                             "WHERE snapshots.id = tasks.snapshot_id)) < ?", (cutoff,))
             self.db.execute("DELETE FROM snapshots WHERE timestamp < ?", (cutoff,))
 
     def close(self):
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
 
 class PromSink:
@@ -138,16 +156,19 @@ class PromSink:
     def __init__(self, path):
         from prometheus_client import CollectorRegistry
 
+        from celops.core.outfiles import check_writable
+
+        check_writable(path)
         self.path = path
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self._state = self._now = None
 
     def shoot(self, state, now):
-        from prometheus_client import write_to_textfile
+        from celops.core.outfiles import write_textfile
 
         self._state, self._now = state, now
-        write_to_textfile(self.path, self.registry)  # writes PATH.tmp, then renames it over PATH
+        write_textfile(self.path, self.registry)
 
     def collect(self):
         """prometheus_client's Collector protocol: the metric families of the current state."""
@@ -194,6 +215,8 @@ class PromSink:
         yield tasks
         yield CounterMetricFamily("celops_events", "Events applied.", value=state.event_count)
         yield CounterMetricFamily("celops_event_gaps", "Gap records from cev-dump.", value=state.gaps)
+        yield CounterMetricFamily("celops_events_invalid", "Events rejected for a field of the wrong type or "
+                                  "out of range.", value=state.invalid)
 
     def cleanup(self, now):
         pass

@@ -11,7 +11,11 @@ It follows ``celery.events.state.State`` where it matters to a monitor:
   ``heartbeat_expires`` with ``HEARTBEAT_EXPIRE_WINDOW`` 200%); worker events
   beat with their ``local_received``, task events with their ``timestamp``,
   ``worker-offline`` stops the heart;
-- the task and worker tables are bounded, oldest first out.
+- the task and worker tables are bounded, oldest first out;
+- every field it keeps is checked at the door (``event_problem``): an event
+  with a field of the wrong type or out of range is rejected whole, counted
+  as ``invalid`` and never stored, so a snapshot or a sink can never trip
+  over it later, whoever published it.
 
 It keeps less than celery's ``Task``: no args/kwargs/result, no parent/child
 links and no time heap, which is what makes it several times faster and smaller.
@@ -37,8 +41,89 @@ _TASK_SUBJECTS = {f"task-{subject}": subject for subject in TASK_STATES}
 HEARTBEAT_EXPIRE_WINDOW = 200  # percent of freq, as celery.events.state
 DEFAULT_FREQ = 60.0  # celery's Worker.freq before a worker event says otherwise
 
+# The ranges of the values State keeps. Past them a field is corrupt or hostile,
+# not a fact: a freq of 1e308 would keep a dead worker alive forever.
+MAX_EPOCH = 1e11  # epoch seconds, the year 5138
+MAX_SECONDS = 1e9  # a runtime of 31 years
+MAX_FREQ = 3600.0  # seconds between heartbeats (celery's default is 2)
+MAX_WHOLE = (1 << 63) - 1  # SQLite's largest INTEGER
+MAX_LOADAVG = 3
+
 # prometheus_client's default histogram buckets, upper bounds in seconds
 RUNTIME_BUCKETS = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
+def _text(value):
+    return value.__class__ is str
+
+
+def _whole(value):
+    return value.__class__ is int and 0 <= value <= MAX_WHOLE
+
+
+def _number_within(low, high, low_included=True):
+    def check(value):
+        if value.__class__ is not float and value.__class__ is not int:
+            return False  # bool is an int subclass, but not a number here
+        return (low <= value if low_included else low < value) and value <= high  # nan fails both
+    return check
+
+
+def _loadavg(value):
+    return value.__class__ is list and len(value) <= MAX_LOADAVG and all(map(_number_within(0, MAX_WHOLE), value))
+
+
+_epoch = _number_within(0, MAX_EPOCH)
+
+# field -> (check, what a good value is); the fields State reads, and only those
+FIELD_CHECKS = {
+    "local_received": (_epoch, f"epoch seconds from 0 to {MAX_EPOCH:g}"),
+    "timestamp": (_epoch, f"epoch seconds from 0 to {MAX_EPOCH:g}"),
+    "uuid": (_text, "a string"),
+    "hostname": (_text, "a string"),
+    "name": (_text, "a string"),
+    "exception": (_text, "a string"),
+    "runtime": (_number_within(0, MAX_SECONDS), f"seconds from 0 to {MAX_SECONDS:g}"),
+    "freq": (_number_within(0, MAX_FREQ, low_included=False), f"seconds above 0 and at most {MAX_FREQ:g}"),
+    "retries": (_whole, f"a whole number from 0 to {MAX_WHOLE}"),
+    "clock": (_whole, f"a whole number from 0 to {MAX_WHOLE}"),
+    "active": (_whole, f"a whole number from 0 to {MAX_WHOLE}"),
+    "processed": (_whole, f"a whole number from 0 to {MAX_WHOLE}"),
+    "pid": (_whole, f"a whole number from 0 to {MAX_WHOLE}"),
+    "loadavg": (_loadavg, f"a list of at most {MAX_LOADAVG} numbers"),
+    "sw_ident": (_text, "a string"),
+    "sw_ver": (_text, "a string"),
+    "sw_sys": (_text, "a string"),
+}
+
+
+def event_problem(record):
+    """Why State must not take ``record`` (a plain-words reason), or None when it may.
+
+    Records that are not events (no type, an unknown one) may pass: State counts
+    them as ignored. Absent and null fields may pass: State skips them.
+    """
+    kind = record.get("type")
+    if kind.__class__ is not str or not kind.startswith(("task-", "worker-")):
+        value = record.get("local_received")  # the stream's clock, whatever the record
+        if value is not None and not _epoch(value):
+            return _wrong("local_received", value)
+        return None
+    required = "uuid" if kind.startswith("task-") else "hostname"
+    if record.get(required) is None:
+        return f"{kind} event without {required}"
+    for field, value in record.items():
+        rule = FIELD_CHECKS.get(field)
+        if rule is not None and value is not None and not rule[0](value):
+            return f"{kind} event: {_wrong(field, value)}"
+    return None
+
+
+def _wrong(field, value):
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return f"{field} must be {FIELD_CHECKS[field][1]}, not {shown}"
 
 
 class Task:
@@ -127,6 +212,7 @@ class State:
         self.gaps = 0
         self.errors = 0
         self.ignored = 0
+        self.invalid = 0
         self.stream_time = 0.0
         # (event subject, task name, hostname) -> count; what prom's *_total counters show
         self.task_events = {}
@@ -134,35 +220,38 @@ class State:
         self.runtimes = {}
 
     def event(self, record):
-        """Apply one record; anything that is not an event is counted, never fatal."""
-        try:
-            kind = record.get("type")
-            local_received = record.get("local_received")
-            if local_received is not None and local_received > self.stream_time:
-                self.stream_time = local_received
-            subject = _TASK_SUBJECTS.get(kind)
-            if subject is not None:
-                return self._task_event(subject, record)
-            if kind.__class__ is not str:
-                self.ignored += 1
-            elif kind.startswith("task-"):
-                self._task_event(kind[5:], record)
-            elif kind.startswith("worker-"):
-                self._worker_event(kind[7:], record, local_received)
-            elif kind == "celops-gap":
-                self.gaps += 1
-            elif kind == "error":
-                self.errors += 1
-            else:
-                self.ignored += 1
-        except (TypeError, AttributeError):  # a field of the wrong type: JSON, but not an event
-            self.ignored += 1
+        """Apply one record; returns why it was rejected (a bad event, not stored), else None.
 
-    def _task_event(self, subject, record):
-        uuid = record.get("uuid")
-        if uuid is None:
+        Anything that is not an event is counted as ignored, never fatal.
+        """
+        problem = event_problem(record)
+        if problem is not None:
+            self.invalid += 1
+            return problem
+        kind = record.get("type")
+        local_received = record.get("local_received")
+        if local_received is not None and local_received > self.stream_time:
+            self.stream_time = local_received
+        if kind.__class__ is not str:
             self.ignored += 1
-            return
+            return None
+        subject = _TASK_SUBJECTS.get(kind)
+        if subject is not None:
+            self._task_event(subject, record, local_received)
+        elif kind.startswith("task-"):
+            self._task_event(kind[5:], record, local_received)
+        elif kind.startswith("worker-"):
+            self._worker_event(kind[7:], record, local_received)
+        elif kind == "celops-gap":
+            self.gaps += 1
+        elif kind == "error":
+            self.errors += 1
+        else:
+            self.ignored += 1
+        return None
+
+    def _task_event(self, subject, record, local_received):
+        uuid = record["uuid"]
         self.event_count += 1
         tasks = self.tasks
         task = tasks.get(uuid)
@@ -210,6 +299,8 @@ class State:
         task_events[key] = task_events.get(key, 0) + 1
         if hostname is not None and timestamp is not None and subject != "sent":
             worker = self.workers.get(hostname) or self._worker(hostname)
+            if local_received is not None and timestamp > local_received:
+                timestamp = local_received  # a worker clock ahead of ours must not keep it alive longer
             beat = worker.last_heartbeat
             if beat is None or timestamp > beat:
                 worker.last_heartbeat = timestamp
@@ -234,10 +325,7 @@ class State:
         return worker
 
     def _worker_event(self, subject, record, local_received):
-        hostname = record.get("hostname")
-        if hostname is None:
-            self.ignored += 1
-            return
+        hostname = record["hostname"]
         self.event_count += 1
         worker = self._worker(hostname)
         for field in _WORKER_FIELDS:
@@ -280,7 +368,7 @@ class State:
                 waits.setdefault(name, []).append(wait)
         return {
             "type": "snapshot", "timestamp": now, "event_count": self.event_count,
-            "gaps": self.gaps, "errors": self.errors, "ignored": self.ignored,
+            "gaps": self.gaps, "errors": self.errors, "ignored": self.ignored, "invalid": self.invalid,
             "workers": [worker.as_record(now) for worker in self.workers.values()],
             "tasks": {"count": len(self.tasks), "by_state": by_state, "by_name": by_name,
                       "by_worker": by_worker, "runtime": _summaries(runtimes)},

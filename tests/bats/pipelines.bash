@@ -7,7 +7,7 @@
 pipeline_failed_exception() {
   send_when_reading "$BROKER" celery tests.app.fail '["pipeline two"]'
   local sender=$!
-  run --separate-stderr bash -c "set -o pipefail; cev-dump --type task-failed --limit 1 -t 30 | jq -r .exception"
+  run --separate-stderr bash -c "set -o pipefail; cev-dump --type task-failed --limit 1 --idle 30 | jq -r .exception"
   wait "$sender"
   assert_success
   assert_output "ValueError('pipeline two')"
@@ -86,7 +86,7 @@ send_mix() {
 # (N = 3 worker task events for each of the three tasks).
 pipeline_dump_to_camera() {
   local readers; readers="$(event_readers)"
-  cev-dump --hostname "$WORKER" --type 'task-*' --limit 9 -t 30 | cev-cam --once > "$BATS_TEST_TMPDIR/snap" &
+  cev-dump --hostname "$WORKER" --type 'task-*' --limit 9 --idle 30 | cev-cam --once > "$BATS_TEST_TMPDIR/snap" &
   wait_until 20 event_readers_at_least $((readers + 1))
   send_mix
   wait

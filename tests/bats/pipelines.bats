@@ -98,7 +98,7 @@ assert_numbered_errors() {
   send_tasks "$BROKER" vocabulary tests.app.add '[1, 1]' 2 >/dev/null
   redis-cli -p "$REDIS_PORT" lpush vocabulary 'not a kombu message' >/dev/null  # cq-peek: an error record
   local readers; readers="$(event_readers)"
-  cev-dump --hostname "$WORKER" --type 'task-*' --limit 3 -t 30 > "$saved" &
+  cev-dump --hostname "$WORKER" --type 'task-*' --limit 3 --idle 30 > "$saved" &
   wait_until 20 event_readers_at_least $((readers + 1))
   send_tasks "$BROKER" celery tests.app.add '[3, 3]' >/dev/null
   wait

@@ -14,7 +14,7 @@ setup() { load helpers; redis_worker_env; export CELOPS_RESULT_BACKEND="redis://
 @test "recipe: watching failures live" {
   send_when_reading "$BROKER" celery tests.app.fail '["card declined"]'
   local sender=$!
-  run --separate-stderr bash -c "set -o pipefail; cev-dump --type task-failed --limit 1 -t 30 | jq -r '[.hostname, .name, .uuid, .exception] | @tsv'"
+  run --separate-stderr bash -c "set -o pipefail; cev-dump --type task-failed --limit 1 --idle 30 | jq -r '[.hostname, .name, .uuid, .exception] | @tsv'"
   wait "$sender"
   assert_success
   assert_output --regexp "^$WORKER	tests\.app\.fail	[0-9a-f-]{36}	ValueError\('card declined'\)$"
