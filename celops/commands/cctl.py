@@ -163,6 +163,7 @@ def build_parser():
                         help="ids per broadcast (default 1000)")
     # `cctl revoke -d w1 ID` puts options between the command's arguments
     parser.parse_args = parser.parse_intermixed_args
+    cli.document_names_input(parser)
     parser.man_sections.append(("COMMANDS", "\n".join(
         f"  {synopsis(name, command):52}  {command.summary}" for name, command in COMMANDS.items())))
     parser.man_sections.append(("RECORDS", "\n".join([
@@ -359,6 +360,7 @@ def each_fields(command, item):
 def summarize(ctx, request, replied, expected):
     """Who did not answer, on stderr always (cron and CI must see it); "2 nodes replied" on a terminal only."""
     workers = set().union(*replied.values())
+    ctx.flush()  # a table on the terminal is drawn at a flush: before the summary, not after it
     if ctx.io.stderr_is_tty():
         ctx.io.stderr.write(f"{len(workers)} node{'s' * (len(workers) != 1)} replied\n")
     missing = [worker for worker in request.destination

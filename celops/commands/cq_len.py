@@ -45,6 +45,7 @@ def build_parser():
     parser.add_argument("--max", type=int, metavar="N",
                         help="exit 1 when any queue holds more than N messages, or is unknown (for cron alerts)")
     add_management_option(parser)
+    cli.document_names_input(parser)
     parser.man_sections += [
         ("RECORDS",
          '{"type":"queue","queue":NAME,"messages":N,"ready":N,"unacked":N|null,"consumers":N|null,\n'

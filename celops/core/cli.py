@@ -176,7 +176,7 @@ def command_parser(prog, description, *, broker=True, timeout=None, timeout_help
         "-t", "--timeout", type=positive_float, default=timeout, metavar="SECONDS",
         help=timeout_help or "give up on the broker after this long")
     common.add_argument("-u", "--unbuffered", action="store_true",
-                        help="flush after every record (the default on a terminal)")
+                        help="flush after every record (NDJSON does on a terminal by itself)")
     add_format_option(common, formats or {})
     common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     common.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -386,6 +386,11 @@ class Context:
                 self._out = Writer(self.io.stdout, flush_each=self.args.unbuffered or terminal)
         return self._out
 
+    def flush(self):
+        """Flush what was written so far (a table draws its batch), if anything was."""
+        if self._out is not None:
+            self._out.flush()
+
     @property
     def broker(self):
         """The resolved broker (see ``celops.core.broker.resolve``)."""
@@ -422,8 +427,7 @@ def execute(build_parser, run, argv=None, io=None):
 
         hide_passwords(argv)
         status = run(ctx)
-        if ctx._out is not None:
-            ctx._out.flush()
+        ctx.flush()
         return int(status if status is not None else ExitStatus.OK)
     except _ParserExit as exc:
         return exc.status
