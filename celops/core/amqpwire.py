@@ -161,6 +161,19 @@ class Connection:
         self._delivery = None  # [headers, expected size, body chunks] while a message comes in
 
     @classmethod
+    def connect(cls, broker, timeout):
+        """``open`` on the first endpoint of ``broker``'s failover list that answers, within ``timeout`` each."""
+        from celops.core.broker import within
+
+        def attempt():
+            host, port, vhost = broker.host, broker.port or (5671 if broker.secure else 5672), broker.vhost
+            username, password = broker.username or "guest", broker.password or "guest"
+            wrap = broker.wrap_tls if broker.secure else None
+            return within(timeout, lambda: cls.open(host, port, username, password, vhost, timeout, wrap), broker.url)
+
+        return broker.connect(timeout, attempt)
+
+    @classmethod
     def open(cls, host, port, username, password, vhost, timeout, wrap=None):
         """Connect, log in (PLAIN) and open the channel; ``wrap(sock)`` adds TLS when given."""
         sock = socket.create_connection((host, port), timeout=timeout)

@@ -393,6 +393,8 @@ class Context:
             from celops.core.broker import resolve
 
             self._broker = resolve(self.args, os.environ)
+            if getattr(self.args, "debug", False):
+                self._broker.trace = lambda message: self.warn(f"debug: {message}")
         return self._broker
 
     def reader(self):
