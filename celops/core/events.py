@@ -68,6 +68,7 @@ ENABLE_EVENTS_EVERY = 5.0  # as Flower does
 NAMED_QUEUE_PREFETCH = 5000
 RECV_BYTES = 1 << 22
 READER_SWITCH_INTERVAL = 0.0005
+MASTER_CHECK_EVERY = 0.5  # seconds between ROLE checks of a master found through Sentinel
 
 
 def add_source_options(parser):
@@ -335,6 +336,31 @@ class RedisEventSource(EventSource):
 
     def _connect_first(self):
         self._sock = self._connect()
+
+    def start(self):
+        super().start()
+        if self.broker.sentinel:
+            self._spawn(self._watch_master, "celops-events-sentinel")
+
+    def _watch_master(self):
+        """Through Sentinel: drop the subscription once its master is demoted, so the reader goes to the new one
+        (a demoted master keeps the subscription open, but nobody publishes there any more)."""
+        from celops.core.resp import Redis
+
+        client = None
+        while not self._stop.wait(MASTER_CHECK_EVERY):
+            try:
+                if client is None or client.url != self.broker.url:
+                    client = Redis.connect_in_use(self.broker, self.connect_timeout)  # checks ROLE too
+                self.broker.transport.still_master(client, self.connect_timeout)
+            except BrokerUnavailable:
+                client = None
+                sock = self._sock
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)  # the reader sees it closed, reconnects, writes the gap
+                    except OSError:
+                        pass
 
     def _connect(self):
         """A socket subscribed to the event pattern, with nothing read past the PSUBSCRIBE reply.

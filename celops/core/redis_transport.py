@@ -40,10 +40,22 @@ class RedisTransport(Transport):
         client = self.client(timeout, warn)
 
         def measure():
+            self.still_master(client, timeout)
             queues = names if names is not None else sorted(
                 {*self.existing_queues(timeout, client=client), *(broker.queues or [])})
             return redis_lengths(broker, client, queues, warn)
         return measure
+
+    def still_master(self, client, timeout):
+        """Through Sentinel, raise BrokerUnavailable once the master ``client`` talks to has been demoted.
+
+        A demoted master keeps answering reads (and, for seconds, even says it is a master), so a
+        long-lived reader would go on with stale data without this check.
+        """
+        if self.broker.sentinel:
+            from celops.core.sentinel import still_master
+
+            still_master(self.broker, client, timeout)
 
     def purger(self, timeout, unacked, warn):
         from celops.core.purge import RedisPurger

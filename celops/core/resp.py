@@ -52,10 +52,11 @@ class Redis:
         (a failover list, or the master Sentinel names: then ROLE must say master); raises BrokerUnavailable."""
         import hiredis  # noqa: F401  (first: a missing parser is a missing dependency, whatever the broker says)
 
-        return broker.connect(timeout, lambda: cls._connect_here(broker, timeout))
+        return broker.connect(timeout, lambda: cls.connect_in_use(broker, timeout))
 
     @classmethod
-    def _connect_here(cls, broker, timeout):
+    def connect_in_use(cls, broker, timeout):
+        """``connect`` to the endpoint in use only (no failover, no Sentinel question): for side checks."""
         from celops.core.broker import within
 
         # read now, on this thread: ``within`` may give up on a slow host while its thread still runs

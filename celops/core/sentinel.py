@@ -25,44 +25,65 @@ def master_url(broker, endpoint, timeout):
     Raises BrokerUnavailable naming the Sentinel when it is down, refuses the
     password, or does not know the master.
     """
+    master_host, master_port = named_master(broker, endpoint, timeout)
+    parts = urlsplit(endpoint.url)
+    credentials = ""
+    if parts.password is not None:
+        credentials = f"{parts.username or ''}:{parts.password}@"
+    elif parts.username:
+        credentials = f"{parts.username}@"
+    host = f"[{master_host}]" if ":" in master_host else quote(master_host, safe="")
+    query = "&".join(item for item in parts.query.split("&") if item.startswith("ssl_"))
+    scheme = "rediss" if broker.secure else "redis"
+    return urlunsplit((scheme, f"{credentials}{host}:{master_port}", parts.path, query, ""))
+
+
+def named_master(broker, endpoint, timeout):
+    """``(host, port)`` of the master as the Sentinel at ``endpoint`` names it now; BrokerUnavailable if it can't."""
     from celops.core.broker import within
-    from celops.core.resp import Redis, ReplyError
+    from celops.core.resp import Redis
 
     name = broker.master_name
     password = broker.sentinel_password
-    host, port = broker.host, broker.port or DEFAULT_SENTINEL_PORT
+    parts = urlsplit(endpoint.url)
+    host, port = parts.hostname or "localhost", parts.port or DEFAULT_SENTINEL_PORT
+    wrap = broker.wrap_tls if endpoint.scheme == "sentinels" else None
 
     def ask():
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
             sock.settimeout(max(timeout, 1.0))
-            if broker.secure:
-                sock = broker.wrap_tls(sock)
+            if wrap is not None:
+                sock = wrap(sock)
             client = Redis(sock, endpoint.url)
             commands = ([("AUTH", password)] if password else []) + [("SENTINEL", "get-master-addr-by-name", name)]
-            *setup, reply = client.pipeline(commands)
-            for answer in [*setup, reply]:
-                if isinstance(answer, (ReplyError, Exception)):
+            replies = client.pipeline(commands)
+            for answer in replies:
+                if isinstance(answer, Exception):
                     raise ConnectionError(_sentinel_refusal(str(answer)))
-            return reply
+            return replies[-1]
         finally:
             sock.close()
 
     reply = within(timeout, ask, endpoint.url)
     if not reply:
         raise BrokerUnavailable(endpoint.url, f"the Sentinel knows no master named {name!r}")
-    master_host, master_port = (part.decode() for part in reply)
-    parts = urlsplit(endpoint.url)
-    credentials = ""
-    if parts.password is not None or parts.username:
-        credentials = f"{parts.username or ''}:{parts.password or ''}@" if parts.password is not None \
-            else f"{parts.username}@"
-    query = "&".join(item for item in parts.query.split("&") if item.startswith("ssl_"))
-    scheme = "rediss" if broker.secure else "redis"
-    netloc = f"{credentials}{quote(master_host, safe=':[]')}:{master_port}"
-    if ":" in master_host:
-        netloc = f"{credentials}[{master_host}]:{master_port}"
-    return urlunsplit((scheme, netloc, parts.path, query, ""))
+    return reply[0].decode(), int(reply[1])
+
+
+def still_master(broker, client, timeout):
+    """Raise BrokerUnavailable unless ``client``'s Redis is still the master: its ROLE says so and the first
+    Sentinel that answers still names it (after SENTINEL FAILOVER the old master stays a master for seconds)."""
+    check_master(client.call("ROLE"), client.url)
+    parts = urlsplit(client.url)
+    for endpoint in broker.endpoints:
+        try:
+            named = named_master(broker, endpoint, timeout)
+        except BrokerUnavailable:
+            continue
+        if named != (parts.hostname, parts.port):
+            raise BrokerUnavailable(client.url, f"no longer the master: the Sentinels name {named[0]}:{named[1]}")
+        return
 
 
 def _sentinel_refusal(reply):
