@@ -19,6 +19,7 @@ transport (``broker.transport.open_mailbox``) picks which.
 """
 
 import base64
+import contextlib
 import os
 import time
 
@@ -194,6 +195,7 @@ class AmqpMailbox(_Session):
         from celops.core.amqpwire import Connection
 
         self.connection = Connection.connect(broker, timeout)
+        self.url = broker.url
         connection = self.connection
         connection.exchange_declare(REPLY_EXCHANGE, "direct")
         connection.queue_declare(self.reply_queue, {
@@ -205,13 +207,26 @@ class AmqpMailbox(_Session):
     def _publish(self, body, headers):
         import orjson
 
-        self.connection.publish(EXCHANGE, "", orjson.dumps(body), headers, "application/json")
+        with self._plain_words():
+            self.connection.publish(EXCHANGE, "", orjson.dumps(body), headers, "application/json")
 
     def _receive(self, remaining):
         import json  # see RedisMailbox._receive
 
-        for headers, body in self.connection.drain(remaining):
+        with self._plain_words():
+            received = self.connection.drain(remaining)
+        for headers, body in received:
             yield headers.get("ticket"), json.loads(body)
+
+    @contextlib.contextmanager
+    def _plain_words(self):
+        """A lost connection, a close from the broker or a block (resource alarm) as BrokerUnavailable."""
+        from celops.core.exits import BrokerUnavailable
+
+        try:
+            yield
+        except OSError as exc:
+            raise BrokerUnavailable(self.url, str(exc) or type(exc).__name__) from exc
 
     def close(self):
         try:
