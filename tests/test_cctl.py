@@ -12,7 +12,7 @@ import redis
 import requests
 
 from celops.commands.cctl import main
-from celops.core.broadcast import KombuMailbox, open_mailbox
+from celops.core.broadcast import open_mailbox
 from celops.core.broker import Broker
 from celops.core.redact import redact
 from tests import conftest
@@ -347,15 +347,6 @@ def test_no_orphaned_reply_keys_after_a_timeout(fresh_redis_url, start_worker, u
     # the pidbox serves requests in order: once ping is answered, the late stats reply was sent (or dropped)
     assert run_command(main, ["-b", url, "ping", "-d", worker.hostname, "-t", "30"]).status == 0
     assert list(client.scan_iter(match="*reply.celery.pidbox*")) == []
-
-
-def test_kombu_mailbox_on_redis_cleans_up(fresh_redis_url, start_worker):
-    url = fresh_redis_url
-    worker = start_worker(url, concurrency=1)
-    with KombuMailbox(Broker(url, "test"), 5) as mailbox:
-        ticket = mailbox.request("ping", {}, [worker.hostname], expires_in=5)
-        assert next(mailbox.replies(time.monotonic() + 10)) == (ticket, worker.hostname, {"ok": "pong"})
-    assert list(redis.Redis.from_url(url).scan_iter(match="*reply.celery.pidbox*")) == []
 
 
 def test_shutdown_with_destination(fresh_redis_url, start_worker):

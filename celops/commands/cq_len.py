@@ -134,19 +134,17 @@ def run(ctx):
 
 
 def _ride_out(ctx, outage, reconnect):
-    """Say the broker went away, then ``reconnect()`` with backoff until it answers; returns what it gave."""
-    from celops.core.events import _backoff
+    """Say the broker went away, then ``reconnect()`` with backoff until it answers (the new master, the next
+    host: ``celops.core.reconnect``); say where it came back; returns what ``reconnect`` gave."""
+    import threading
+
+    from celops.core.reconnect import Reconnection
 
     ctx.warn(f"{outage}; retrying")
-    since = time.monotonic()
-    for delay in _backoff():
-        time.sleep(delay)
-        try:
-            connected = reconnect()
-        except BrokerUnavailable:
-            continue
-        ctx.warn(f"broker back after {time.monotonic() - since:.1f} s")
-        return connected
+    reconnection = Reconnection(ctx.broker, outage.reason)
+    connected = reconnection.attempt(reconnect, threading.Event())
+    ctx.warn(reconnection.warning())
+    return connected
 
 
 def _queue_names(ctx):
@@ -167,28 +165,7 @@ def _measurer(ctx, broker, names):
 
     None ``names`` means every queue the broker has, and the -A app's.
     """
-    timeout = ctx.args.timeout
-    if broker.transport == "redis":
-        from celops.core.queues import existing_queues, redis_client, redis_lengths
-
-        client = redis_client(broker, timeout, ctx.warn)
-
-        def measure():
-            queues = names if names is not None else sorted(
-                {*existing_queues(broker, timeout, client=client), *(broker.queues or [])})
-            return redis_lengths(broker, client, queues, ctx.warn)
-        return measure
-
-    from celops.core.queues import rabbit_lengths
-
-    connection = broker.kombu(timeout)
-
-    def measure():
-        try:
-            return rabbit_lengths(broker, connection, names, timeout, ctx.args.management_url, ctx.warn)
-        except connection.connection_errors as exc:
-            raise BrokerUnavailable(broker.url, str(exc) or type(exc).__name__) from exc
-    return measure
+    return broker.transport.measurer(names, ctx.args.timeout, ctx.args.management_url, ctx.warn)
 
 
 def _write_prometheus(ctx, records):

@@ -167,7 +167,8 @@ def command_parser(prog, description, *, broker=True, timeout=None, timeout_help
     if broker:
         common.add_argument(
             "-b", "--broker", metavar="URL",
-            help="broker URL (redis://, rediss://, amqp://, amqps://); default: $CELOPS_BROKER_URL, "
+            help="broker URL (redis://, rediss://, redis+socket://, sentinel://...?master_name=NAME, amqp://, "
+                 "amqps://), or a failover list of them separated by ';'; default: $CELOPS_BROKER_URL, "
                  "$CELERY_BROKER_URL, the -A app's broker_url, then redis://localhost:6379/0")
         common.add_argument(
             "-A", "--app", metavar="MODULE[:ATTR]",
@@ -398,6 +399,8 @@ class Context:
             from celops.core.broker import resolve
 
             self._broker = resolve(self.args, os.environ)
+            if getattr(self.args, "debug", False):
+                self._broker.trace = lambda message: self.warn(f"debug: {message}")
         return self._broker
 
     def reader(self):

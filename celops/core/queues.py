@@ -121,19 +121,8 @@ class QueueReport:
 # Redis ---------------------------------------------------------------------------
 
 def existing_queues(broker, timeout, management_url=None, include_internal=False, client=None, warn=None):
-    """Sorted names of the queues that exist on the broker (never ones it does not know).
-
-    ``client`` is a ``celops.core.resp.Redis`` to reuse; without one a new one connects
-    (``warn`` as for ``redis_client``).
-    """
-    if broker.transport == "redis":
-        names = redis_queue_names(broker, client or redis_client(broker, timeout, warn))
-    else:
-        from celops.core.rabbit import Management
-
-        broker.kombu(timeout).release()  # the broker itself first: its errors name the broker URL
-        names = {queue["name"] for queue in Management(broker, management_url, timeout).queues(["name"])}
-    return sorted(name for name in names if include_internal or not is_internal(name))
+    """Sorted names of the queues that exist on the broker (never ones it does not know); see the transports."""
+    return broker.transport.existing_queues(timeout, management_url, include_internal, client, warn)
 
 
 def redis_client(broker, timeout, warn=None):
@@ -146,7 +135,7 @@ def redis_client(broker, timeout, warn=None):
     from celops.core.exits import UsageError
     from celops.core.resp import Redis
 
-    if broker.transport != "redis":
+    if broker.kind != "redis":
         raise UsageError(f"this needs a Redis broker, not {broker.redacted_url}")
     from celops.core.redis_layout import adopt_cluster_layout
 
