@@ -349,7 +349,8 @@ def test_call_usage_errors():
             (["call", "x", "n=1", "--json", '{"n": 2}'], "n is given twice"),
             (["call", "x", "--json", "[1]"], "not a JSON object"),
             (["call", "x", "--json", "{"], "not JSON"),
-            (["ping", "--json", "{}"], "--json does not apply to ping")):
+            (["ping", "--json", "{}"], "--json does not apply to ping"),
+            (["call", "shutdown"], "shutdown would go to every worker")):
         result = run_command(main, ["-b", "redis://127.0.0.1:1/0", *argv])
         assert result.status == 2 and result.stdout == b"", (argv, result)
         assert result.stderr.startswith("cctl: error: ") and message in result.stderr, (argv, result)

@@ -31,7 +31,8 @@ CALL_HELP = (
     "name='\"2\"' the string \"2\". --json OBJECT gives keyword arguments as one JSON object; KEY=VALUE "
     "pairs are added to it, and a key given twice is a usage error. The replies are collected like any "
     "other command's, as reply records whose command is NAME. A worker that has no such command replies "
-    "{\"error\": ...}.\n\n"
+    "{\"error\": ...}. NAME shutdown, pool_restart or pool_shrink needs -d or --all, as the commands "
+    "themselves do.\n\n"
     "  cctl call increase_prefetch_count n=3 -d w1@host\n"
     "  cctl call rate_limit --json '{\"task_name\": \"proj.add\", \"rate_limit\": \"10/m\"}'")
 
@@ -270,14 +271,15 @@ def parse_request(args):
     if extra.count("-") > 1 or ("-" in extra and not command.ids):
         raise UsageError(f"{name}: - (ids from stdin) may be given once, to revoke, terminate or query_task")
     destination = list(dict.fromkeys(args.destination or ()))
-    if command.destructive and not destination and not args.all:
-        raise UsageError(f"{name} would go to every worker: name them with -d, or add --all")
     if name == "call":
         wire = arguments.pop("name")
         arguments = _call_arguments(args.json, extra)
     else:
         wire = "ping" if name == "status" else name
         arguments.update(_option_arguments(args, name, extra))
+    # call shutdown needs the same consent as shutdown
+    if COMMANDS.get(wire, command).destructive and not destination and not args.all:
+        raise UsageError(f"{wire} would go to every worker: name them with -d, or add --all")
     return Request(name, arguments, extra, destination, wire)
 
 
