@@ -72,6 +72,7 @@ POSTGRESQL_HELP = (
 def build_parser():
     from celops.core import sinks
     from celops.core.events import CONNECT_TIMEOUT_HELP, DEFAULT_CONNECT_TIMEOUT, add_source_options
+    from celops.core.scrape import LISTEN_HELP, listen_address
 
     parser = cli.command_parser(
         "cev-cam", __doc__, timeout=DEFAULT_CONNECT_TIMEOUT, timeout_help=CONNECT_TIMEOUT_HELP)
@@ -104,6 +105,8 @@ def build_parser():
     output.add_argument("--retain", type=cli.positive_float, metavar="DAYS",
                         help="sql: delete rows older than this (at start, then hourly)")
     output.add_argument("--textfile", metavar="PATH", help="prom: the file node_exporter reads")
+    output.add_argument("--listen", type=listen_address, metavar="ADDR",
+                        help=f"prom: serve the last shot's metrics at http://ADDR/metrics; ADDR is {LISTEN_HELP}")
     output.add_argument("--camera", "-c", metavar="MODULE.CLASS",
                         help="a celery Polaroid subclass to hand a celery State to, instead of a sink")
     daemon = parser.add_argument_group("daemon")
@@ -151,12 +154,12 @@ class TokenBucket:
 class Camera:
     """The built-in path: the lean State, a sink, --maxrate and --clear-after."""
 
-    def __init__(self, args, out):
+    def __init__(self, args, out, warn=None):
         from celops.core.sinks import open_sink
         from celops.core.state import State
 
         self.state = State(max_tasks=args.max_tasks, max_workers=args.max_workers)
-        self.sink = open_sink(args, out)
+        self.sink = open_sink(args, out, warn)
         self.bucket = args.maxrate and TokenBucket(args.maxrate)
         self.clear_after = args.clear_after
         self.lock = threading.Lock()
@@ -280,8 +283,10 @@ def check_options(args):
         raise UsageError("--camera replaces the sink: drop --sink/--tasks")
     if args.sink in ("sql", "sqlite") and not args.database:
         raise UsageError(f"--sink {args.sink} needs --database PATH or a postgresql:// URL")
-    if args.sink == "prom" and not args.textfile:
-        raise UsageError("--sink prom needs --textfile PATH")
+    if args.sink == "prom" and not (args.textfile or args.listen):
+        raise UsageError("--sink prom needs --textfile PATH or --listen ADDR")
+    if args.listen and args.sink != "prom":
+        raise UsageError("--listen is for --sink prom")
     if args.retain and args.sink not in ("sql", "sqlite"):
         raise UsageError("--retain is for --sink sql")
     if args.detach and args.sink == "ndjson" and not args.camera:
@@ -303,13 +308,13 @@ def run(ctx):
         # who typed the command, not a line in --logfile.
         if source is not None:
             source.connect()
-        camera = open_camera(args, ctx.out)
+        camera = open_camera(args, ctx.out, ctx.warn)
         if args.detach:
             refuse_running(args.pidfile)
             camera.close()  # an SQLite connection must not cross a fork: the daemon opens its own
             camera = None
             detach(args.pidfile, args.logfile)
-            camera = open_camera(args, ctx.out)
+            camera = open_camera(args, ctx.out, ctx.warn)
         elif args.pidfile:
             write_pidfile(args.pidfile)
         if source is not None:
@@ -328,8 +333,8 @@ def run(ctx):
             source.close()
 
 
-def open_camera(args, out):
-    return PolaroidCamera(args) if args.camera else Camera(args, out)
+def open_camera(args, out, warn):
+    return PolaroidCamera(args) if args.camera else Camera(args, out, warn)
 
 
 class BrokerRejects:

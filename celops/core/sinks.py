@@ -271,32 +271,48 @@ def database_error(url, exc):
 
 
 class PromSink:
-    """The Prometheus text format, written atomically to a node_exporter textfile."""
+    """The Prometheus text format of each shot: written atomically to a node_exporter textfile, served on
+    ``--listen``'s /metrics, or both.
 
-    def __init__(self, path):
+    A scrape gets the last shot's metrics: the State moves under the reading
+    thread, a shot is a consistent copy of it.
+    """
+
+    def __init__(self, path=None, listen=None, warn=None):
         from prometheus_client import CollectorRegistry
 
         from celops.core.outfiles import check_writable
 
-        check_writable(path)
+        if path:
+            check_writable(path)
         self.path = path
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
-        self._state = self._now = None
+        self._families = []
+        self.endpoint = None
+        if listen:
+            from celops.core.scrape import Endpoint
+
+            self.endpoint = Endpoint(self.registry, listen, warn)
 
     def shoot(self, state, now):
-        from celops.core.outfiles import write_textfile
+        self._families = list(self.families(state, now))
+        if self.path:
+            from celops.core.outfiles import write_textfile
 
-        self._state, self._now = state, now
-        write_textfile(self.path, self.registry)
+            write_textfile(self.path, self.registry)
 
     def collect(self):
-        """prometheus_client's Collector protocol: the metric families of the current state."""
+        """prometheus_client's Collector protocol: the last shot's metric families."""
+        return self._families
+
+    @staticmethod
+    def families(state, now):
+        """The metric families of ``state`` as of ``now``."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         from celops.core.state import RUNTIME_BUCKETS
 
-        state, now = self._state, self._now
         up = GaugeMetricFamily("celery_worker_up", "Worker alive by heartbeat (1) or offline (0).",
                                labels=["hostname"])
         active = GaugeMetricFamily("celery_worker_tasks_active", "Tasks the worker is running.",
@@ -342,15 +358,16 @@ class PromSink:
         pass
 
     def close(self):
-        pass
+        if self.endpoint is not None:
+            self.endpoint.close()
 
 
-def open_sink(args, out):
+def open_sink(args, out, warn=None):
     """The sink ``--sink`` names, set up from the command's options."""
     if args.sink in ("sql", "sqlite"):
         return open_history(args.database, args.retain)
     if args.sink == "prom":
-        return PromSink(os.path.expanduser(args.textfile))
+        return PromSink(args.textfile and os.path.expanduser(args.textfile), args.listen, warn)
     return NdjsonSink(out, tasks=args.tasks)
 
 
