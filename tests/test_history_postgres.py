@@ -151,3 +151,18 @@ def test_no_password_in_the_process_list(postgres_url):
 def test_missing_database_option_is_a_usage_error():
     result = run_command(cev_cam.main, ["--once", "--sink", "sql"], b"")
     assert result.status == 2 and "--sink sql needs --database PATH or a postgresql:// URL" in result.stderr
+
+
+def test_the_readme_grafana_query_charts_the_history(postgres_url):
+    """README's example for Grafana's PostgreSQL data source runs on the history, macro expanded as Grafana does."""
+    import re
+
+    from tests.support import ROOT
+
+    with open(os.path.join(ROOT, "README.md")) as readme:
+        (sql,) = re.findall(r"```sql\n(.*?)```", readme.read(), re.S)
+    sql = sql.replace("$__unixEpochFilter(timestamp)", f"timestamp >= {int(T0) - 60} AND timestamp <= {int(T0) + 60}")
+    assert cam(postgres_url, stdin=ndjson(lifecycle("a1") + lifecycle("b2", start=T0 + 1)[:2])).status == 0
+    rows = query(postgres_url, sql)
+    assert sorted((metric, value) for _, metric, value in rows) == [("STARTED", 1), ("SUCCESS", 1)]
+    assert all(when.__class__.__name__ == "datetime" for when, _, _ in rows)
