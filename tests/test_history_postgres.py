@@ -166,3 +166,25 @@ def test_the_readme_grafana_query_charts_the_history(postgres_url):
     rows = query(postgres_url, sql)
     assert sorted((metric, value) for _, metric, value in rows) == [("STARTED", 1), ("SUCCESS", 1)]
     assert all(when.__class__.__name__ == "datetime" for when, _, _ in rows)
+
+
+def test_a_connection_lost_while_running_ends_with_69(postgres_url):
+    """The server drops cev-cam's session mid-run: exit 69 in one line, not a traceback from the shutter thread."""
+    url = postgres_url.replace("postgres@", "postgres:s3cret@")
+    process = subprocess.Popen([os.path.join(BIN, "cev-cam"), "--sink", "sql", "--database", url, "--frequency",
+                                "0.1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        process.stdin.write(ndjson(lifecycle("a1")))
+        process.stdin.flush()
+        database = postgres_url.rpartition("/")[2]
+        wait_for(lambda: process.poll() is not None or query(postgres_url, "SELECT to_regclass('snapshots')")[0][0]
+                 and query(postgres_url, "SELECT count(*) FROM snapshots")[0][0] > 0, 20, "cev-cam writing")
+        query(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+              "AND application_name = 'cev-cam'", database)
+        assert process.wait(30) == 69
+        stderr = process.stderr.read().decode()
+        assert stderr.startswith("cev-cam: error: cannot reach database postgresql://postgres:***@"), stderr
+        assert len(stderr.splitlines()) == 1 and "s3cret" not in stderr
+    finally:
+        process.kill()
+        process.wait()
