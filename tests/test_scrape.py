@@ -74,15 +74,19 @@ def length(queue):
 def test_cq_len_measures_every_priority_list_on_each_scrape(fresh_redis_url, unique, served):
     """7 messages over four priority lists are 7 (celery-exporter's issue 272 measured 3), and a scrape is live."""
     publish(fresh_redis_url, [(unique, priority, (priority, 1)) for priority in (0, 3, 5, 9, 9, 1, 7)])
-    endpoint = served("cq-len", "-b", fresh_redis_url, unique)
+    endpoint = served("cq-len", "-b", fresh_redis_url, unique, f"{unique}-missing")
     status, got = endpoint.until(lambda scraped: True, "cq-len listening")
     assert status == 200 and got[length(unique)] == 7
+    assert not [key for key in got if ("queue", f"{unique}-missing") in key[1]]  # unknown: no series, not a 0
     assert {step: got[("celery_queue_priority_length", (("priority", step), ("queue", unique)))]
             for step in ("0", "3", "6", "9")} == {"0": 2, "3": 2, "6": 1, "9": 2}
     assert got[("celery_queue_unacked", (("queue", unique),))] == 0
     publish(fresh_redis_url, [(unique, 0, (1, 1))] * 2)
     assert endpoint.scrape()[1][length(unique)] == 9  # measured by this scrape, not by a timer
-    assert endpoint.stop() == (0, b"", "")
+    status, stdout, stderr = endpoint.stop()
+    assert (status, stdout) == (0, b"")
+    (warning,) = stderr.splitlines()  # said once, not at each of the scrapes
+    assert warning.startswith(f"cq-len: unknown queue '{unique}-missing'")
 
 
 def test_cq_len_counts_rabbitmq_unacked(rabbit_vhost, unique, served):

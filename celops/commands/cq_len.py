@@ -254,35 +254,48 @@ class ScrapeCollector:
 
     Scrapes may come at once (one thread each): they take turns on the one
     connection. A broker gone makes the scrape a 503 (see celops.core.scrape)
-    and the next scrape connects afresh.
+    and the next scrape connects afresh. An unknown queue or a bad key is
+    said once on stderr, not at every scrape; it has no series.
     """
 
-    def __init__(self, connect, report):
+    def __init__(self, ctx, connect):
         import threading
 
+        self.ctx = ctx
+        self.said = set()
         self.connect = connect
-        self.report = report
         self.measure = None
         self.lock = threading.Lock()
 
     def collect(self):
+        from celops.core.queues import QueueReport
+
         with self.lock:
             try:
                 self.measure = self.measure or self.connect()
-                return _prometheus_families(self.report.sorted_out(self.measure()))
+                report = QueueReport(self, records_on_stdout=False)
+                return _prometheus_families(report.sorted_out(self.measure()))
             except BrokerUnavailable:
                 self.measure = None
                 raise
+
+    def warn(self, message):
+        """QueueReport's ctx.warn and ctx.error: each message once a run."""
+        if message not in self.said:
+            self.said.add(message)
+            self.ctx.warn(message)
+
+    def error(self, message):
+        self.warn(f"error: {message}")
 
 
 def _serve(ctx, broker, names):
     """--listen: measure once now (an unreachable broker is exit 69 here), then serve until SIGTERM."""
     from prometheus_client import CollectorRegistry
 
-    from celops.core.queues import QueueReport
     from celops.core.scrape import Endpoint, serve_until_stopped
 
-    collector = ScrapeCollector(lambda: _measurer(ctx, broker, names), QueueReport(ctx, records_on_stdout=False))
+    collector = ScrapeCollector(ctx, lambda: _measurer(ctx, broker, names))
     collector.collect()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
