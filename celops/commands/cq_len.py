@@ -30,6 +30,7 @@ from celops.core import cli
 from celops.core.exits import BrokerUnavailable, ExitStatus, UsageError
 from celops.core.queues import UNACKED_CHUNK, UNACKED_LIMIT, add_queue_argument
 from celops.core.rabbit import add_management_option
+from celops.core.scrape import LISTEN_HELP, listen_address
 
 
 def build_parser():
@@ -44,6 +45,9 @@ def build_parser():
                              "for node_exporter's textfile collector; implies --format prom")
     parser.add_argument("--max", type=int, metavar="N",
                         help="exit 1 when any queue holds more than N messages, or is unknown (for cron alerts)")
+    parser.add_argument("--listen", type=listen_address, metavar="ADDR",
+                        help=f"serve the Prometheus format at http://ADDR/metrics, measured on each scrape; "
+                             f"ADDR is {LISTEN_HELP} (see SCRAPE ENDPOINT)")
     add_management_option(parser)
     cli.document_names_input(parser)
     parser.man_sections += [
@@ -86,11 +90,21 @@ def build_parser():
          "--format prom writes the gauges celery_queue_length{queue}, celery_queue_unacked{queue}, "
          "celery_queue_consumers{queue} and celery_queue_priority_length{queue,priority} (Redis); "
          "counts a broker does not know are left out."),
+        ("SCRAPE ENDPOINT",
+         "--listen ADDR serves the same gauges as --format prom at http://ADDR/metrics, through "
+         "prometheus_client's WSGI app, until SIGTERM (exit 0) or Ctrl-C. Each scrape measures the queues "
+         "then and there (a custom collector; one pipelined round trip on Redis, a passive declare per queue "
+         "and one management API call on RabbitMQ), so a scrape is never older than itself and the scrape "
+         "interval is Prometheus' to choose; --watch is not needed and not taken. The broker is measured once "
+         "at start: unreachable then, exit 69. A broker that goes away later makes each scrape a 503 whose "
+         "body says why (Prometheus' up goes to 0, no stale numbers), with one line on stderr when scrapes "
+         "start failing and one when they answer again; the next scrape reconnects."),
         ("EXAMPLES",
          "  cq-len\n  cq-len celery video -t 2\n  cq-ls | grep -v test | cq-len -\n"
          "  cq-len --textfile /var/lib/node_exporter/celery.prom    # from cron\n"
          "  cq-len --max 1000 video >/dev/null || echo 'backlog (or no queue video)!'\n"
-         "  cq-len --watch 5 | jq -c '[.timestamp, .queue, .messages]'"),
+         "  cq-len --watch 5 | jq -c '[.timestamp, .queue, .messages]'\n"
+         "  cq-len --listen 127.0.0.1:9809    # for Prometheus to scrape"),
     ]
     return parser
 
@@ -101,10 +115,14 @@ def run(ctx):
     args = ctx.args
     if args.watch and args.max is not None:
         raise UsageError("--max is for one-shot runs (cron); it cannot be used with --watch")
+    if args.listen and (args.watch or args.max is not None or args.textfile):
+        raise UsageError("--listen measures on each scrape: it takes no --watch, --max or --textfile")
     if args.textfile:
         args.format = "prom"
     broker = ctx.broker
     names, bad_lines = _queue_names(ctx)
+    if args.listen:
+        return _serve(ctx, broker, names)
     report = QueueReport(ctx, records_on_stdout=args.format != "prom")
     measure = _measurer(ctx, broker, names)
     while True:
@@ -170,6 +188,26 @@ def _measurer(ctx, broker, names):
 
 def _write_prometheus(ctx, records):
     from prometheus_client import CollectorRegistry, generate_latest
+
+    families = _prometheus_families(records)
+
+    class Batch:
+        def collect(self):
+            return families
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Batch())
+    if ctx.args.textfile:
+        from celops.core.outfiles import write_textfile
+
+        write_textfile(ctx.args.textfile, registry)
+    else:
+        ctx.io.stdout.write(generate_latest(registry))
+        ctx.io.stdout.flush()
+
+
+def _prometheus_families(records):
+    """The gauges of one batch of queue records (error records have no counts: they are left out)."""
     from prometheus_client.core import GaugeMetricFamily
 
     gauges = {
@@ -186,20 +224,65 @@ def _write_prometheus(ctx, records):
                 gauge.add_metric([record["queue"]], record[field])
         for step, length in (record["by_priority"] or {}).items():
             by_priority.add_metric([record["queue"], step], length)
+    return [*gauges.values(), by_priority]
 
-    class Batch:
-        def collect(self):
-            return [*gauges.values(), by_priority]
 
+class ScrapeCollector:
+    """--listen: every scrape measures the queues anew (one pipelined round trip on Redis).
+
+    Scrapes may come at once (one thread each): they take turns on the one
+    connection. A broker gone makes the scrape a 503 (see celops.core.scrape)
+    and the next scrape connects afresh. An unknown queue or a bad key is
+    said once on stderr, not at every scrape; it has no series.
+    """
+
+    def __init__(self, ctx, connect):
+        import threading
+
+        self.ctx = ctx
+        self.said = set()
+        self.connect = connect
+        self.measure = None
+        self.lock = threading.Lock()
+
+    def collect(self):
+        from celops.core.queues import QueueReport
+
+        with self.lock:
+            try:
+                self.measure = self.measure or self.connect()
+                report = QueueReport(self, records_on_stdout=False)
+                return _prometheus_families(report.sorted_out(self.measure()))
+            except BrokerUnavailable:
+                self.measure = None
+                raise
+
+    def warn(self, message):
+        """QueueReport's ctx.warn and ctx.error: each message once a run."""
+        if message not in self.said:
+            self.said.add(message)
+            self.ctx.warn(message)
+
+    def error(self, message):
+        self.warn(f"error: {message}")
+
+
+def _serve(ctx, broker, names):
+    """--listen: measure once now (an unreachable broker is exit 69 here), then serve until SIGTERM."""
+    from prometheus_client import CollectorRegistry
+
+    from celops.core.scrape import Endpoint, serve_until_stopped
+
+    collector = ScrapeCollector(ctx, lambda: _measurer(ctx, broker, names))
+    collector.collect()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Batch())
-    if ctx.args.textfile:
-        from celops.core.outfiles import write_textfile
-
-        write_textfile(ctx.args.textfile, registry)
-    else:
-        ctx.io.stdout.write(generate_latest(registry))
-        ctx.io.stdout.flush()
+    registry.register(collector)
+    endpoint = Endpoint(registry, ctx.args.listen, ctx.warn)
+    try:
+        serve_until_stopped()
+    finally:
+        endpoint.close()
+    return ExitStatus.OK
 
 
 def main(argv=None, io=None):
