@@ -239,32 +239,21 @@ class ScrapeCollector:
     def __init__(self, ctx, connect):
         import threading
 
-        self.ctx = ctx
-        self.said = set()
+        from celops.core.queues import QueueReport
+
+        self.report = QueueReport(ctx, records_on_stdout=False)  # says each queue's problem once a run
         self.connect = connect
         self.measure = None
         self.lock = threading.Lock()
 
     def collect(self):
-        from celops.core.queues import QueueReport
-
         with self.lock:
             try:
                 self.measure = self.measure or self.connect()
-                report = QueueReport(self, records_on_stdout=False)
-                return _prometheus_families(report.sorted_out(self.measure()))
+                return _prometheus_families(self.report.sorted_out(self.measure()))
             except BrokerUnavailable:
                 self.measure = None
                 raise
-
-    def warn(self, message):
-        """QueueReport's ctx.warn and ctx.error: each message once a run."""
-        if message not in self.said:
-            self.said.add(message)
-            self.ctx.warn(message)
-
-    def error(self, message):
-        self.warn(f"error: {message}")
 
 
 def _serve(ctx, broker, names):

@@ -82,25 +82,29 @@ class QueueReport:
     An unknown queue is a warning (``PROG: unknown queue 'x' (...)``) and no
     record: exit 1. A bad key is an error record on stdout, when stdout
     carries records, and a stderr line: exit 65. The other queues go on.
+    Across the batches of a long run (cq-len --watch) each queue's problem is
+    said on stderr once, and what is kept grows with the queues, not the run.
     """
 
     def __init__(self, ctx, records_on_stdout=True):
         self.ctx = ctx
         self.records_on_stdout = records_on_stdout
-        self.unknown = []
-        self.bad = []
+        self.unknown = set()
+        self.bad = set()
 
     def add(self, problem):
         """Report an UnknownQueue or a BadKey."""
         if isinstance(problem, BadKey):
-            self.bad.append(problem.queue)
             if self.records_on_stdout:
                 self.ctx.out.write({"type": "error", "queue": problem.queue, "key": problem.key,
                                     "error": problem.reason})
-            self.ctx.error(str(problem))
+            if problem.queue not in self.bad:
+                self.ctx.error(str(problem))
+            self.bad.add(problem.queue)
         else:
-            self.unknown.append(problem.queue)
-            self.ctx.warn(str(problem))
+            if problem.queue not in self.unknown:
+                self.ctx.warn(str(problem))
+            self.unknown.add(problem.queue)
 
     def sorted_out(self, items):
         """The records among ``items``; each UnknownQueue or BadKey among them is reported instead."""
