@@ -67,9 +67,11 @@ def readdressed(raw, queue):
 
     Body, headers and every other property are kept as they are; delivery_info
     names the destination and the delivery tag is new (kombu's own
-    ``_inplace_augment_message`` does the same on publish). Written with
-    kombu's own JSON ``dumps``, so that a kombu envelope comes out byte for
-    byte as kombu itself would write it. What is not a kombu envelope moves as it is.
+    ``_inplace_augment_message`` does the same on publish). Both are written
+    with kombu's own JSON ``dumps``: in place when each appears once as
+    kombu writes it (the rest of the bytes are then the source's own), else
+    the whole envelope is written out again. What is not a kombu envelope
+    moves as it is.
     """
     import orjson
     from kombu.utils.json import dumps
@@ -79,14 +81,21 @@ def readdressed(raw, queue):
     except orjson.JSONDecodeError:
         return raw
     properties = envelope.get("properties") if isinstance(envelope, dict) else None
-    if not isinstance(properties, dict):
+    if not isinstance(properties, dict) or not isinstance(properties.get("delivery_info", {}), dict):
         return raw
-    delivery_info = properties.get("delivery_info")
-    if not isinstance(delivery_info, dict):
-        delivery_info = properties["delivery_info"] = {}
+    delivery_info = properties.setdefault("delivery_info", {})
+    replacements = [(f'"delivery_info": {dumps(delivery_info)}', None)]
     delivery_info.update(exchange="", routing_key=queue)
+    replacements[0] = (replacements[0][0], f'"delivery_info": {dumps(delivery_info)}')
     if "delivery_tag" in properties:
+        old_tag = f'"delivery_tag": {dumps(properties["delivery_tag"])}'
         properties["delivery_tag"] = str(uuid.uuid4())
+        replacements.append((old_tag, f'"delivery_tag": {dumps(properties["delivery_tag"])}'))
+    text = raw.decode("utf-8", "surrogatepass")
+    if all(text.count(old) == 1 for old, _ in replacements):
+        for old, new in replacements:
+            text = text.replace(old, new)
+        return text.encode("utf-8", "surrogatepass")
     return dumps(envelope).encode()
 
 
