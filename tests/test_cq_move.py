@@ -116,7 +116,7 @@ def test_rabbitmq_missing_destination_and_filtered_leftovers_come_back_in_order(
     start_worker(url, queues=[unique, f"{unique}-dest"], events=False).stop()
     ids = send_tasks(url, unique, "tests.app.add", [1, 1], count=5)
     missing = move("-b", url, "-Q", unique, "--to", "nowhere", "-f")
-    assert missing.status == 2 and "declare it first" in missing.stderr
+    assert missing.status == 1 and "declare it first" in missing.stderr
     result = move("-b", url, "-Q", unique, "--to", f"{unique}-dest", "--id", f"{ids[1]},{ids[3]}", "-f")
     assert result.status == 0 and ids_in(result.records) == [ids[1], ids[3]], result
     left = run_bin("cq-peek", "-b", url, unique, "-n", "0")

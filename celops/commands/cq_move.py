@@ -72,7 +72,7 @@ def build_parser():
          "ahead of messages that arrived meanwhile, with the redelivered flag set (a worker sees "
          "delivery_info.redelivered true; celery runs them as usual). A consumer on the source queue may "
          "receive messages meanwhile, and cannot receive those cq-move holds. The destination queue must "
-         "exist (RabbitMQ drops what is published to a queue it lacks): a missing one is a usage error. "
+         "exist (RabbitMQ drops what is published to a queue it lacks): a missing one stops cq-move before it takes anything (exit 1). "
          "A --dry-run also takes the messages and puts them all back, which sets their redelivered flag."),
         ("CAVEATS",
          "On Redis a worker consuming the source queue while cq-move runs takes what it takes: those "

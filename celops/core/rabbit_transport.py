@@ -49,14 +49,15 @@ class RabbitTransport(Transport):
             raise
 
     def check_destination(self, queue, timeout, warn):
-        """RabbitMQ drops what is published to a queue it lacks: a missing destination is a usage error."""
+        """RabbitMQ drops what is published to a queue it lacks: a missing destination stops the move (exit 1)."""
+        from celops.core.exits import CelopsError
         from celops.core.queues import UnknownQueue, declare_passive
 
         connection = self.kombu(timeout)
         try:
             declare_passive(connection, queue)
         except UnknownQueue as unknown:
-            raise UsageError(f"{unknown}: declare it first (a worker started with -Q {queue} does)") from None
+            raise CelopsError(f"{unknown}: declare it first (a worker started with -Q {queue} does)") from None
         finally:
             connection.release()
 
