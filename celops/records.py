@@ -92,9 +92,10 @@ RECORDS = {
     "queue": {
         "layout": "first record",
         "columns": {"timestamp": 12, "queue": 32, "messages": 9, "ready": 9, "unacked": 9, "consumers": 9,
-                    "memory": 10, "purged": 9, "unacked_purged": 14, "dry_run": 7, "source": 10, "broker": 40},
+                    "memory": 10, "purged": 9, "unacked_purged": 14, "moved": 9, "dry_run": 7, "source": 10,
+                    "broker": 40},
         "details": ("by_priority", "stats_age"),
-        "produced_by": "cq-ls, cq-len, cq-purge", "consumed_by": "cq-len - (queue), jq",
+        "produced_by": "cq-ls, cq-len, cq-purge, cq-move", "consumed_by": "cq-len - (queue), jq",
         "summary": "One queue: its name and, depending on the command, its counts.",
         "fields": {
             "type": "\"queue\"",
@@ -116,15 +117,18 @@ RECORDS = {
             "timestamp": "float: epoch seconds of the batch (cq-len --watch)",
             "purged": "int: messages removed, or that would be with --dry-run (cq-purge)",
             "unacked_purged": "int: unacked-hash entries removed (cq-purge --unacked, Redis)",
-            "dry_run": "true: nothing was removed (cq-purge --dry-run)",
+            "moved": "int: messages moved from this source queue, or that would be with --dry-run (cq-move)",
+            "dry_run": "true: nothing was removed or moved (cq-purge, cq-move --dry-run)",
         },
     },
     "message": {
         "layout": "first record",
         "columns": {"uuid": 36, "task": 32, "priority": 8, "retries": 7, "eta": 25, "size": 8},
-        "details": ("args", "kwargs", "body", "error"),
-        "produced_by": "cq-peek", "consumed_by": "cctl revoke/terminate/query_task - (uuid), jq",
-        "summary": "One queued task message, decoded without being consumed (pickle is never unpickled).",
+        "details": ("args", "kwargs", "body", "error", "moved_to", "dry_run"),
+        "produced_by": "cq-peek, cq-move, cq-purge --task/--id/-",
+        "consumed_by": "cctl revoke/terminate/query_task - (uuid), cq-move - and cq-purge - (uuid), jq",
+        "summary": "One queued task message, decoded (pickle is never unpickled): waiting (cq-peek), moved "
+                   "(cq-move) or removed (cq-purge with a filter).",
         "fields": {
             "type": "\"message\"",
             "queue": "str",
@@ -144,6 +148,8 @@ RECORDS = {
             "body": "str: only for bodies not decoded, e.g. \"<pickle, 120 bytes>\"",
             "error": "str: only when part of the message could not be decoded (headers or a field of the wrong "
                      "type, which is then null; a body that is not valid base64 or JSON): what is wrong",
+            "moved_to": "str: the queue it was moved to (cq-move); queue is where it came from",
+            "dry_run": "true: nothing was moved or removed (cq-move, cq-purge --dry-run)",
         },
     },
     "snapshot": {
@@ -236,7 +242,8 @@ RECORDS = {
     },
     "error": {
         "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("error", "size", "queue", "key", "channel"),
-        "produced_by": "cev-dump, cq-peek, cq-len, cq-purge", "consumed_by": "cev-cam (counted as errors), jq",
+        "produced_by": "cev-dump, cq-peek, cq-len, cq-purge, cq-move",
+        "consumed_by": "cev-cam (counted as errors), jq",
         "summary": "Something in the stream could not be decoded, or is an object without a string `type`, or a "
                    "queue could not be read (a key of the wrong type); the stream and the other queues go on "
                    "(cq-len, cq-purge and cq-peek then exit 65).",

@@ -30,6 +30,7 @@ HARMLESS = {
     "cq-len": ["celery"],
     "cq-peek": ["celery"],
     "cq-purge": ["--dry-run", "-Q", "celops-contract-none"],
+    "cq-move": ["--dry-run", "-Q", "celops-contract-none", "--to", "celops-contract-other"],
     "cctl": ["ping"],
     "csend": ["-Q", "celops-contract", "tests.app.add"],  # one message, in a private db or vhost only
     "cres": None,  # reads the result backend (--backend), not the broker

@@ -8,6 +8,7 @@ COMMANDS = {
     "cq-len": "cq_len",
     "cq-peek": "cq_peek",
     "cq-purge": "cq_purge",
+    "cq-move": "cq_move",
     "cctl": "cctl",
     "cres": "cres",
     "csend": "csend",

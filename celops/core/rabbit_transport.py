@@ -37,6 +37,35 @@ class RabbitTransport(Transport):
                 raise BrokerUnavailable(broker.url, str(exc) or type(exc).__name__) from exc
         return measure
 
+    def publisher(self, timeout):
+        """Publisher confirms: ``publish`` returns once RabbitMQ confirmed every message, routed to its queue."""
+        from celops.core.rabbit_move import ConfirmedPublisher
+
+        connection = self.kombu(timeout)
+        try:
+            return ConfirmedPublisher(connection, timeout)
+        except BaseException:
+            connection.release()
+            raise
+
+    def check_destination(self, queue, timeout, warn):
+        """RabbitMQ drops what is published to a queue it lacks: a missing destination stops the move (exit 1)."""
+        from celops.core.exits import CelopsError
+        from celops.core.queues import UnknownQueue, declare_passive
+
+        connection = self.kombu(timeout)
+        try:
+            declare_passive(connection, queue)
+        except UnknownQueue as unknown:
+            raise CelopsError(f"{unknown}: declare it first (a worker started with -Q {queue} does)") from None
+        finally:
+            connection.release()
+
+    def queue_work(self, queue, timeout, warn):
+        from celops.core.rabbit_move import RabbitQueueWork
+
+        return RabbitQueueWork(self, queue, timeout, warn)
+
     def purger(self, timeout, unacked, warn):
         from celops.core.purge import RabbitPurger
 

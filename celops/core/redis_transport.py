@@ -57,6 +57,23 @@ class RedisTransport(Transport):
 
             still_master(self.broker, client, timeout)
 
+    def queue_work(self, queue, timeout, warn):
+        from celops.core.redis_move import RedisQueueWork
+
+        return RedisQueueWork(self, queue, timeout, warn)
+
+    def check_destination(self, queue, timeout, warn):
+        """Redis takes messages for any queue: one it does not know (no list, no binding) gets a warning."""
+        from celops.core.queues import UnknownQueue, redis_lengths
+
+        client = self.client(timeout, warn)
+        try:
+            (found,) = redis_lengths(self.broker, client, [queue], lambda message: None)
+        finally:
+            client.close()
+        if isinstance(found, UnknownQueue):
+            warn(f"{found}: the messages will wait there until a worker consumes {queue!r}")
+
     def purger(self, timeout, unacked, warn):
         from celops.core.purge import RedisPurger
 

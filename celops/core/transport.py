@@ -1,13 +1,16 @@
-"""What both transports share: the operations every command may ask of a broker, and kombu's get/publish.
+"""What both transports share: the operations every command may ask of a broker, and the publisher that writes messages with kombu.
 
 ``broker.transport`` is a RedisTransport (``redis_transport.py``) or a
 RabbitTransport (``rabbit_transport.py``), created once when the broker is
 resolved. Each picks its stacks in one place: a lean one (``resp``,
 ``amqpwire``) for short commands, where start-up time matters, and kombu for
 long-lived consumers and for anything that moves or writes other people's
-messages (``get``/``publish`` here: a move between brokers is
-``source.transport.get`` then ``destination.transport.publish``).
+messages (``publisher`` here: a move between brokers publishes to the
+destination's publisher and removes the message from the source only once
+that returned).
 """
+
+from collections import namedtuple
 
 
 class Transport:
@@ -22,28 +25,115 @@ class Transport:
         """A connected kombu Connection (failover and Sentinel included); raises BrokerUnavailable."""
         return self.broker.kombu(timeout)
 
-    def get(self, connection, queue):
-        """The next message of ``queue`` (a kombu Message: the caller acks it once it is safe elsewhere),
-        or None when the queue is empty; UnknownQueue when RabbitMQ has no such queue."""
-        from celops.core.queues import UnknownQueue
+    def publisher(self, timeout):
+        """A Publisher to this broker: ``publish`` returns once the broker holds every message it was given."""
+        return Publisher(self.kombu(timeout))
 
-        try:
-            return connection.default_channel.basic_get(queue, no_ack=False)
-        except connection.channel_errors as exc:
-            if getattr(exc, "code", None) != 404:
-                raise
-            raise UnknownQueue(self.broker.url, queue) from None
+    def queue_work(self, queue, timeout, warn):
+        """The subclass's object that walks, moves and trims one queue (a context manager)."""
+        raise NotImplementedError
 
-    def publish(self, connection, message, queue):
-        """Publish a kombu Message as it is (body, headers, properties) to ``queue`` through the default exchange."""
+    def move(self, queue, to_queue, selection, destination=None, dry_run=False, timeout=5.0, warn=print):
+        """Move the selected messages of ``queue`` to ``to_queue`` (of ``destination``, another Broker, if given).
+
+        Yields a message record with ``moved_to`` per message moved (or, with
+        ``dry_run``, that would be), in delivery order, or the queue's BadKey;
+        raises UnknownQueue. Within one Redis each message moves in one
+        script; otherwise it is published and confirmed first, and removed from
+        ``queue`` after: a crash in between leaves it in both, never in neither.
+        """
+        with self.queue_work(queue, timeout, warn) as work:
+            if work.problem is not None:
+                yield work.problem
+                return
+            publisher = None
+            if dry_run:
+                take = None
+            elif destination is None and work.moves_within:
+                take = work.move_within(to_queue)
+            else:
+                publisher = (destination or self.broker).transport.publisher(timeout)
+                take = work.send_to(publisher, to_queue)
+            try:
+                for record in work.walk(selection, take):
+                    yield {**record, "moved_to": to_queue}
+            finally:
+                if publisher is not None:
+                    publisher.close()
+
+    def remove(self, queue, selection, dry_run=False, timeout=5.0, warn=print):
+        """Remove the selected messages of ``queue``: their records (or the queue's BadKey), in delivery order."""
+        with self.queue_work(queue, timeout, warn) as work:
+            if work.problem is not None:
+                yield work.problem
+                return
+            yield from work.walk(selection, None if dry_run else work.remover())
+
+    def count(self, queue, selection, timeout=5.0, warn=print):
+        """``(how many of queue's messages the selection takes, whether that is exact)``, for the consent prompt."""
+        with self.queue_work(queue, timeout, warn) as work:
+            return (0, True) if work.problem is not None else work.count(selection)
+
+    def trim(self, queue, count, keep=False, newest=False, dry_run=False, timeout=5.0, warn=print):
+        """cq-purge's --drop/--keep: a queue record with ``purged``, or the queue's BadKey; raises UnknownQueue."""
+        with self.queue_work(queue, timeout, warn) as work:
+            if work.problem is not None:
+                return work.problem
+            return {"type": "queue", "queue": queue, "purged": work.trim(count, keep, newest, dry_run)}
+
+    def check_destination(self, queue, timeout, warn):
+        """Make sure moved messages can go to ``queue`` here: raise UsageError, or warn, when they cannot."""
+        raise NotImplementedError
+
+
+# The AMQP properties a moved message keeps (as kombu's Producer.publish takes them); the rest
+# (delivery info, tags) follows the destination.
+KEPT_PROPERTIES = ("priority", "delivery_mode", "correlation_id", "reply_to", "expiration", "message_id",
+                   "timestamp", "type", "user_id", "app_id")
+
+# One message as it travels between brokers: body bytes, headers, content type and encoding, KEPT_PROPERTIES.
+Envelope = namedtuple("Envelope", "body headers content_type content_encoding properties")
+
+
+def envelope_of_kombu_json(raw):
+    """The Envelope of a message as kombu's virtual transports store it (Redis): JSON around the encoded body."""
+    import base64
+
+    import orjson
+
+    envelope = orjson.loads(raw)
+    properties = envelope.get("properties") or {}
+    body = envelope.get("body") or ""
+    body = base64.b64decode(body) if properties.get("body_encoding") == "base64" else body.encode("utf-8")
+    return Envelope(body, envelope.get("headers") or {}, envelope.get("content-type"),
+                    envelope.get("content-encoding"),
+                    {key: properties[key] for key in KEPT_PROPERTIES if properties.get(key) is not None})
+
+
+class Publisher:
+    """Publishes Envelopes through the default exchange with kombu's Producer (kombu writes the envelope).
+
+    On Redis a publish is an LPUSH that has returned: the message is in the
+    list when ``publish`` returns.
+    """
+
+    def __init__(self, connection):
         from kombu import Producer
 
-        properties = dict(message.properties)
-        properties.pop("delivery_info", None)
-        properties.pop("delivery_tag", None)
-        properties.pop("body_encoding", None)
-        Producer(connection.default_channel).publish(
-            message.body, routing_key=queue, exchange="", headers=message.headers,
-            content_type=message.content_type, content_encoding=message.content_encoding,
-            serializer=None, **{key: value for key, value in properties.items()
-                                if key in ("priority", "delivery_mode", "correlation_id", "reply_to", "expiration")})
+        self.connection = connection
+        self.producer = Producer(connection.default_channel)
+
+    def publish(self, envelopes, queue):
+        for envelope in envelopes:
+            self._send(envelope, queue)
+
+    def _send(self, envelope, queue, **options):
+        properties = dict(envelope.properties)
+        if "expiration" in properties:  # milliseconds on the wire; kombu takes seconds
+            properties["expiration"] = float(properties["expiration"]) / 1000
+        self.producer.publish(envelope.body, routing_key=queue, exchange="", headers=dict(envelope.headers),
+                              content_type=envelope.content_type, content_encoding=envelope.content_encoding,
+                              serializer=None, retry=False, **properties, **options)
+
+    def close(self):
+        self.connection.release()

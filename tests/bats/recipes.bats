@@ -108,3 +108,16 @@ failed_results() { [ "$(cres --count --state FAILURE --name tests.app.fail | jq 
   run bash -c "cres - < '$BATS_TEST_TMPDIR/sent.ndjson' | jq -c '[.state, .args]' | sort"
   assert_output $'["FAILURE",["card declined"]]\n["FAILURE",["card expired"]]'
 }
+
+@test "recipe: setting slow tasks aside" {
+  local sleeper; sleeper="$(send_tasks "$BROKER" video tests.app.sleep '[60]')"
+  local adder; adder="$(send_tasks "$BROKER" video tests.app.add '[1, 1]')"
+  run --separate-stderr bash -c "cq-peek video -n 0 | jq -c 'select(.task==\"tests.app.sleep\")' | cq-move -Q video --to video-slow -f - | jq -c '[.uuid, .moved_to, .moved]'"
+  assert_success
+  assert_equal "$output" "[\"$sleeper\",\"video-slow\",null]"$'\n'"[null,null,1]"
+  run cq-peek video-slow -n 0
+  assert_output --partial "\"uuid\":\"$sleeper\""
+  run cq-peek video -n 0
+  refute_output --partial "$sleeper"
+  cq-purge -Q video,video-slow -f >/dev/null
+}

@@ -1,0 +1,202 @@
+"""cq-move and cq-purge's filters and trims: real Redis (priorities, a global_keyprefix app), a private
+RabbitMQ vhost, real workers running the moved tasks with their original ids and args."""
+
+import io
+import os
+import random
+import signal
+import subprocess
+
+import pytest
+import redis
+
+from celops.commands import cq_move, cq_purge
+from celops.core.cli import IO
+from tests.conftest import BIN, _next_db, run_bin, run_command
+from tests.queue_support import publish
+from tests.results_support import wait_done
+from tests.support import send_tasks, wait_for, worker_env
+
+KEYPREFIX = {"global_keyprefix": "pfx:"}
+
+
+def move(*argv, stdin=b""):
+    return run_command(cq_move.main, argv, stdin=stdin)
+
+
+def purge(*argv, stdin=b""):
+    return run_command(cq_purge.main, argv, stdin=stdin)
+
+
+def ids_in(records):
+    return [record["uuid"] for record in records if record["type"] == "message"]
+
+
+def without_dry_run(records):
+    return [{key: value for key, value in record.items() if key != "dry_run"} for record in records]
+
+
+class Terminal(io.BytesIO):
+    def isatty(self):
+        return True
+
+
+def test_a_filtered_subset_moves_in_delivery_order_over_every_priority_list_and_a_worker_runs_it(
+        redis_server, start_worker, unique):
+    broker_url, backend_url = redis_server.url(next(_next_db)), redis_server.url(next(_next_db))
+    redis.Redis.from_url(broker_url).flushdb()
+    adds = publish(broker_url, [(unique, p, (p, n)) for n in range(2) for p in (0, 5, 9)], transport_options=KEYPREFIX)
+    others = send_tasks(broker_url, unique, "tests.app.echo", ["stay"], transport_options=KEYPREFIX)
+    env = worker_env(broker_url, KEYPREFIX)
+    dry = run_bin("cq-move", "-A", "tests.app", "-Q", unique, "--to", "dest", "--task", "*.add", "--dry-run", env=env)
+    real = run_bin("cq-move", "-A", "tests.app", "-Q", unique, "--to", "dest", "--task", "*.add", "-f", env=env)
+    assert real.status == 0 and dry.status == 0, (dry, real)
+    assert without_dry_run(dry.records) == real.records and all(r["dry_run"] for r in dry.records)
+    # delivery order: list 0 first (oldest first), then the lists of priority 5 (step 3) and 9
+    assert ids_in(real.records) == [adds[0], adds[3], adds[1], adds[4], adds[2], adds[5]]
+    assert all(r["moved_to"] == "dest" and r["queue"] == unique for r in real.records[:-1])
+    assert real.records[-1] == {"type": "queue", "queue": unique, "moved": 6}
+    client = redis.Redis.from_url(broker_url)
+    assert [client.llen(f"pfx:dest{s}") for s in ("", "\x06\x163", "\x06\x166", "\x06\x169")] == [2, 2, 0, 2]
+    peek = run_bin("cq-peek", "-A", "tests.app", unique, env=env)
+    assert ids_in(peek.records) == others
+
+    start_worker(broker_url, queues=["dest"], transport_options=KEYPREFIX, result_backend=backend_url,
+                 result_extended=True, events=False)
+    done = wait_done(backend_url, adds)
+    assert {uuid: (done[uuid]["args"], done[uuid]["result"]) for uuid in adds} == \
+        {uuid: ([p, n], p + n) for uuid, (p, n) in zip(adds, [(p, n) for n in range(2) for p in (0, 5, 9)])}
+
+
+def test_ids_from_stdin_consent_and_bad_lines(fresh_redis_url, unique):
+    url = fresh_redis_url
+    ids = publish(url, [(unique, 0, (n, n)) for n in range(4)])
+    refused = move("-b", url, "-Q", unique, "--to", "other")  # no TTY, no -f
+    assert refused.status == 2 and "-f/--force" in refused.stderr and refused.stdout == b""
+    out, err = io.BytesIO(), io.StringIO()
+    status = cq_move.main(["-b", url, "-Q", unique, "--to", "other"],
+                          io=IO(stdin=Terminal(b"n\n"), stdout=out, stderr=err))
+    assert status == 1 and out.getvalue() == b"" and f"{unique} -> other: 4 messages" in err.getvalue()
+    needs_force = move("-b", url, "-Q", unique, "--to", "other", "-", stdin=ids[1].encode())
+    assert needs_force.status == 2 and "-f/--force" in needs_force.stderr
+
+    stdin = f'{{"type":"message","uuid":"{ids[1]}"}}\n{{"no":"id"}}\n{ids[3]}\n'.encode()
+    result = move("-b", url, "-Q", unique, "--to", "other", "-f", "-", stdin=stdin)
+    assert result.status == 65 and "<stdin>:2: no uuid or id or task_id or request.id field" in result.stderr
+    assert ids_in(result.records) == [ids[1], ids[3]]
+    nothing = move("-b", url, "-Q", unique, "--to", "other", "-f", "-", stdin=b"")
+    assert nothing.status == 0 and nothing.stdout == b"" and "nothing moved" in nothing.stderr
+    assert move("-b", url, "-Q", "", "--to", "x").status == 2
+    assert move("-b", url, "-Q", unique, "--to", unique, "-f").status == 2
+    assert move("-b", url, "-Q", "nosuchqueue", "--to", "x", "-f").status == 1
+
+
+@pytest.mark.parametrize("direction", ["redis-to-rabbitmq", "rabbitmq-to-redis"])
+def test_between_brokers_a_worker_runs_each_task(redis_server, rabbit_vhost, start_worker, unique, direction):
+    redis_url = redis_server.url(next(_next_db))
+    redis.Redis.from_url(redis_url).flushdb()
+    backend_url = redis_server.url(next(_next_db))
+    rabbit_url = rabbit_vhost.url()
+    source, destination = (redis_url, rabbit_url) if direction == "redis-to-rabbitmq" else (rabbit_url, redis_url)
+    if source == rabbit_url:  # the queue must exist on RabbitMQ before messages can wait in it
+        start_worker(rabbit_url, queues=[unique], events=False).stop()
+    else:
+        start_worker(rabbit_url, queues=["dest"], events=False).stop()
+    ids = send_tasks(source, unique, "tests.app.echo", [1, "two"], count=3, priority=0)
+    result = move("-b", source, "-Q", unique, "--to-broker", destination, "--to", "dest", "-f")
+    assert result.status == 0, result
+    assert ids_in(result.records) == ids and result.records[-1]["moved"] == 3
+    start_worker(destination, queues=["dest"], result_backend=backend_url, result_extended=True, events=False)
+    done = wait_done(backend_url, ids)
+    assert all(done[uuid]["result"] == {"args": [1, "two"], "kwargs": {}} for uuid in ids)
+
+
+def test_rabbitmq_missing_destination_and_filtered_leftovers_come_back_in_order(rabbit_vhost, start_worker, unique):
+    url = rabbit_vhost.url()
+    start_worker(url, queues=[unique, f"{unique}-dest"], events=False).stop()
+    ids = send_tasks(url, unique, "tests.app.add", [1, 1], count=5)
+    missing = move("-b", url, "-Q", unique, "--to", "nowhere", "-f")
+    assert missing.status == 1 and "declare it first" in missing.stderr
+    result = move("-b", url, "-Q", unique, "--to", f"{unique}-dest", "--id", f"{ids[1]},{ids[3]}", "-f")
+    assert result.status == 0 and ids_in(result.records) == [ids[1], ids[3]], result
+    left = run_bin("cq-peek", "-b", url, unique, "-n", "0")
+    assert ids_in(left.records) == [ids[0], ids[2], ids[4]]  # the order RabbitMQ gave them back in
+    assert ids_in(run_bin("cq-peek", "-b", url, f"{unique}-dest").records) == [ids[1], ids[3]]
+
+
+def test_kill_9_during_a_100k_move_then_rerun_loses_nothing(redis_server, unique, tmp_path):
+    """Between two Redis databases (a move between brokers: publish, then remove): killed at random moments."""
+    source, destination = redis_server.url(next(_next_db)), redis_server.url(next(_next_db))
+    for url in (source, destination):
+        redis.Redis.from_url(url).flushdb()
+    (template_id,) = publish(source, [(unique, 0, (0, 0))])
+    client = redis.Redis.from_url(source)
+    template = client.rpop(unique).decode()
+    ids = [f"{n:08d}-0000-4000-8000-{unique}{n:04x}"[:36] for n in range(100_000)]
+    pipe = client.pipeline(transaction=False)
+    for task_id in ids:
+        pipe.lpush(unique, template.replace(template_id, task_id))
+    pipe.execute()
+    argv = [os.path.join(BIN, "cq-move"), "-b", source, "-Q", unique, "--to-broker", destination, "-f"]
+    rng = random.Random(13)
+    for _ in range(3):
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        moved_before = redis.Redis.from_url(destination).llen(unique)
+        wait_for(lambda: redis.Redis.from_url(destination).llen(unique) > moved_before + rng.randrange(1, 20_000),
+                 30, "cq-move to make progress")
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    final = subprocess.run(argv, capture_output=True)
+    assert final.returncode == 0, final.stderr
+    found = set()
+    for url in (source, destination):
+        for raw in redis.Redis.from_url(url).lrange(unique, 0, -1):
+            found.add(raw.split(b'"id": "', 1)[1][:36].decode())
+    assert client.llen(unique) == 0 and found == set(ids)
+
+
+def test_purge_filters_and_trims_at_the_boundaries_over_priority_lists(fresh_redis_url, unique):
+    url = fresh_redis_url
+
+    def fill():
+        purge("-b", url, "-Q", unique, "-f")
+        return publish(url, [(unique, p, (p, n)) for n in range(2) for p in (0, 9)])
+
+    ids = fill()
+    order = [ids[0], ids[2], ids[1], ids[3]]  # list 0 (oldest first), then list 9
+    poison = purge("-b", url, "-Q", unique, "--id", ids[2], "-f")
+    assert ids_in(poison.records) == [ids[2]] and poison.records[-1]["purged"] == 1
+    dry = purge("-b", url, "-Q", unique, "--task", "tests.*", "--dry-run")
+    real = purge("-b", url, "-Q", unique, "--task", "tests.*", "-f")
+    assert without_dry_run(dry.records) == real.records and ids_in(real.records) == [ids[0], ids[1], ids[3]]
+
+    def left():
+        return ids_in(run_bin("cq-peek", "-b", url, unique, "-n", "0").records)
+
+    cases = [(["--drop", "0"], order), (["--keep", "0"], []), (["--drop", "4"], []), (["--keep", "4"], order),
+             (["--drop", "9"], []), (["--keep", "9"], order), (["--drop", "1"], order[1:]),
+             (["--drop", "3", "--newest"], order[:1]), (["--keep", "3"], order[:3]),
+             (["--keep", "1", "--newest"], order[3:])]
+    for trim, expected in cases:
+        ids = fill()
+        order = [ids[0], ids[2], ids[1], ids[3]]
+        expected = [order[[*cases[0][1]].index(i)] if False else i for i in expected]
+        dry = purge("-b", url, "-Q", unique, *trim, "--dry-run")
+        real = purge("-b", url, "-Q", unique, *trim, "-f")
+        assert real.status == 0 and without_dry_run(dry.records) == real.records, (trim, real)
+        assert real.records[0]["purged"] == 4 - len(left()), trim
+    assert purge("-b", url, "-Q", unique, "--newest", "-f").status == 2
+    assert purge("-b", url, "-Q", unique, "--keep", "1", "--task", "x", "-f").status == 2
+
+
+def test_rabbitmq_trims_what_is_possible(rabbit_vhost, start_worker, unique):
+    url = rabbit_vhost.url()
+    start_worker(url, queues=[unique], events=False).stop()
+    ids = send_tasks(url, unique, "tests.app.add", [1, 1], count=4)
+    for refused in (["--keep", "1"], ["--drop", "1", "--newest"]):
+        result = purge("-b", url, "-Q", unique, *refused, "-f")
+        assert result.status == 2 and "only --drop N" in result.stderr
+    assert purge("-b", url, "-Q", unique, "--drop", "3", "--dry-run").records[0]["purged"] == 3
+    assert purge("-b", url, "-Q", unique, "--drop", "3", "-f").records == \
+        [{"type": "queue", "queue": unique, "purged": 3}]
+    assert ids_in(run_bin("cq-peek", "-b", url, unique).records) == ids[3:]
