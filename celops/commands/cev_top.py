@@ -108,7 +108,7 @@ def run(ctx):
         reader = Reader([args.replay], None, bad_lines.append)
         pacer = feeds.Pacer(args.speed)
         events = feeds.RecordEvents(model, reader, pacer)
-        source_label = f"replay {args.replay}"
+        source_label = f"replay {os.path.basename(args.replay)}"
     elif not reads_broker(args, ctx.io):
         from celops.core.ndjson import Reader
 

@@ -57,9 +57,9 @@ def draw(canvas, ui, frame):
     height, width = canvas.height, canvas.width
     _header(canvas, view.header, view.workers, frame, width)
     if ui.overlay == "help":
-        _lines_pane(canvas, 2, height - 3, "HELP (Esc closes)", _help_lines(), ui.scroll, width)
+        _lines_pane(canvas, 2, height - 4, "HELP (Esc closes)", _help_lines(), ui.scroll, width)
     elif ui.overlay == "details":
-        _lines_pane(canvas, 2, height - 3, "TASK DETAILS (Esc closes, Up/Down scroll)",
+        _lines_pane(canvas, 2, height - 4, "TASK DETAILS (Esc closes, Up/Down/End scroll)",
                     details_lines(ui.model.task_details(ui.details_uuid), ui.details_uuid), ui.scroll, width)
     else:
         _panes(canvas, ui, view, height, width)
@@ -71,11 +71,11 @@ def _header(canvas, header, workers, frame, width):
     up = sum(1 for worker in workers if worker.alive)
     totals = header.totals
     rates = header.rates
-    line1 = (f"cev-top  {frame.broker}  [{frame.source}]  workers {up} up, {len(workers) - up} down  "
-             f"gaps {header.gaps}")
+    line1 = f"cev-top [{frame.source}]  workers {up} up, {len(workers) - up} down  gaps {header.gaps}"
     if header.invalid:
         line1 += f"  invalid {header.invalid}"
-    line2 = (f"events {header.records} ({rates[0]:.0f}/s)  succeeded {totals['task-succeeded']} ({rates[1]:.1f}/s)"
+    line1 += f"  {frame.broker}"
+    line2 = (f"events {header.events} ({rates[0]:.0f}/s)  succeeded {totals['task-succeeded']} ({rates[1]:.1f}/s)"
              f"  failed {totals['task-failed']} ({rates[2]:.1f}/s)  retried {totals['task-retried']} "
              f"({rates[3]:.1f}/s)")
     canvas.put(0, 0, _fit(line1, width), "title")
@@ -115,7 +115,7 @@ def _panes(canvas, ui, view, height, width):
     y = _table(canvas, y, queue_rows, ui, "queues", "QUEUES" + (f"  ({view.header.queue_problem})"
                                                                 if view.header.queue_problem else ""),
                QUEUE_COLUMNS, view.queues, width, canvas.unicode)
-    sort = f"TASKS {len(view.tasks)} of {view.header.task_count}  sort {ui.sort_key}"
+    sort = f"TASKS {view.header.matching} of {view.header.task_count}  sort {ui.sort_key}"
     if ui.task_filter:
         sort += f"  filter {ui.task_filter.text}"
     y = _table(canvas, y, task_rows, ui, "tasks", sort, TASK_COLUMNS, view.tasks, width)
@@ -219,6 +219,7 @@ def _help_lines():
 
 
 def _lines_pane(canvas, y, rows, title, lines, scroll, width):
+    """A title and ``rows`` lines from ``scroll`` on (past the end: the last screenful)."""
     canvas.put(y, 0, _fit(title, width), "title")
     scroll = max(0, min(scroll, len(lines) - rows))
     for offset, line in enumerate(lines[scroll:scroll + rows]):

@@ -132,10 +132,10 @@ class TopModel:
         return stream_time + (time.time() - self.read_at)
 
     def rates(self, monotonic=None):
-        """Per-second rates of records, succeeded, failed and retried over the last RATE_WINDOW seconds."""
+        """Per-second rates of events, succeeded, failed and retried over the last RATE_WINDOW seconds."""
         monotonic = time.monotonic() if monotonic is None else monotonic
         totals = self.totals
-        sample = (monotonic, self.records, totals["task-succeeded"], totals["task-failed"], totals["task-retried"])
+        sample = (monotonic, self.state.event_count, totals["task-succeeded"], totals["task-failed"], totals["task-retried"])
         samples = self._rates
         samples.append(sample)
         while len(samples) > 2 and monotonic - samples[1][0] >= RATE_WINDOW:
@@ -155,11 +155,12 @@ class TopModel:
             tasks = [TaskRow(task, now) for task in state.tasks.values()
                      if task_filter is None or task_filter.matches(task)]
             queues = [QueueRow(record, list(history)) for record, history in self.queues.values()]
-            header = Header(now=now, records=self.records, totals=dict(self.totals), gaps=state.gaps,
+            header = Header(now=now, events=state.event_count, totals=dict(self.totals), gaps=state.gaps,
                             errors=state.errors, invalid=state.invalid, task_count=len(state.tasks),
                             queue_problem=self.queue_problem, rates=self.rates())
             ticker = list(self.ticker)
         tasks.sort(key=SORTERS[sort_key])
+        header.matching = len(tasks)
         if limit is not None:
             del tasks[limit:]
         workers.sort(key=lambda row: row.hostname)

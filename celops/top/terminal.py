@@ -26,6 +26,8 @@ def check_terminal(environ, stdout_fd=1):
         raise ConfigError("standard output is not a terminal: cev-top draws on one (cev-cam writes records)")
     import curses
 
+    for variable in ("LINES", "COLUMNS"):  # curses would take these over the terminal's own size
+        environ.pop(variable, None)
     try:
         curses.setupterm(term, stdout_fd)
     except curses.error:
@@ -122,7 +124,7 @@ def run(ui, frame, redraw_per_second, environ):
             if key is None:
                 continue
             if key == "KEY_RESIZE":
-                curses.update_lines_cols()
+                _follow_resize(window, curses)
             else:
                 ui.key(key)
             dirty = True
@@ -131,6 +133,14 @@ def run(ui, frame, redraw_per_second, environ):
         curses.nocbreak()
         curses.echo()
         curses.endwin()
+
+
+def _follow_resize(window, curses):
+    """Take the terminal's new size and repaint every cell: after a resize, what curses thinks is on the
+    screen is not what is there."""
+    size = os.get_terminal_size(1)
+    curses.resizeterm(size.lines, size.columns)
+    window.clear()
 
 
 def _read_key(window, curses):

@@ -18,7 +18,7 @@ PAGE = 10
 HELP = [
     ("Tab", "focus the next pane: tasks, workers, queues"),
     ("Up/Down j/k PgUp/PgDn", "move the selection"),
-    ("Enter", "the selected task's details (Esc or q closes)"),
+    ("Enter", "the selected task's details (Up/Down, Home/End or g/G scroll; Esc or q closes)"),
     ("/", "filter tasks: state names (failure, started) and parts of the name; empty clears"),
     ("s", "sort tasks by the next key: " + ", ".join(SORT_KEYS)),
     ("r", "revoke the selected task (asks first)"),
@@ -167,6 +167,10 @@ class Ui:
             self.scroll = max(0, self.scroll - PAGE)
         elif key in ("KEY_NPAGE", " "):
             self.scroll += PAGE
+        elif key in ("KEY_HOME", "g"):
+            self.scroll = 0
+        elif key in ("KEY_END", "G"):
+            self.scroll = 10**9  # the drawing stops at the last screenful
 
     # Prompts --------------------------------------------------------------------
 
