@@ -63,7 +63,8 @@ def build_parser():
         "TERM=dumb or unset, a TERM that terminfo does not know, or a standard output that is not a terminal "
         "end it at once with one line on standard error and exit status 78 (an unusable configuration). "
         "q and Ctrl-C (exit 130) restore the terminal. It follows resizes.")))
-    parser.man_sections.append(("INPUT", cli.RECORDS_INPUT + " Bad lines are listed on standard error once the "
+    parser.man_sections.append(("INPUT", cli.RECORDS_INPUT.replace(" (--strict stops at the first)", "")
+                                + " Bad lines are listed on standard error once the "
                                 "screen is closed; events State refuses (a field of the wrong type) count as "
                                 "bad lines too."))
     parser.man_sections.append(("FILES", (
@@ -97,6 +98,8 @@ def run(ctx):
         raise UsageError("--replay reads a file: drop --live")
     if args.speed != 1.0 and not args.replay:
         raise UsageError("--speed is for --replay")
+    if args.format or args.unbuffered:
+        raise UsageError("cev-top draws a screen: --format and -u are for the commands that write records")
     terminal.check_terminal(os.environ)
     model = TopModel(max_tasks=args.max_tasks, max_workers=args.max_workers)
     bad_lines = []

@@ -75,9 +75,9 @@ def _header(canvas, header, workers, frame, width):
     if header.invalid:
         line1 += f"  invalid {header.invalid}"
     line1 += f"  {frame.broker}"
-    line2 = (f"events {header.events} ({rates[0]:.0f}/s)  succeeded {totals['task-succeeded']} ({rates[1]:.1f}/s)"
-             f"  failed {totals['task-failed']} ({rates[2]:.1f}/s)  retried {totals['task-retried']} "
-             f"({rates[3]:.1f}/s)")
+    line2 = (f"events {header.events} ({_rate(rates[0])})  succeeded {totals['task-succeeded']} ({_rate(rates[1])})"
+             f"  failed {totals['task-failed']} ({_rate(rates[2])})  retried {totals['task-retried']} "
+             f"({_rate(rates[3])})")
     canvas.put(0, 0, _fit(line1, width), "title")
     canvas.put(1, 0, _fit(line2, width), "bad" if header.gaps else "normal")
 
@@ -168,16 +168,16 @@ def _spark(history, unicode):
 
 # (heading, width (0: the rest), cell function)
 WORKER_COLUMNS = [
-    ("WORKER", 28, lambda w, _=True: text(w.hostname)),
+    ("WORKER", 24, lambda w, _=True: text(w.hostname)),
     ("ALIVE", 7, lambda w, _=True: "yes" if w.alive else "OFFLINE"),
     ("ACTIVE", 6, lambda w, _=True: _number(w.active)),
     ("DONE", 8, lambda w, _=True: _number(w.processed)),
-    ("LOAD", 10, lambda w, _=True: " ".join(f"{value:.2f}" for value in (w.loadavg or [])[:2]) or "-"),
+    ("LOAD", 9, lambda w, _=True: " ".join(f"{value:.2f}" for value in (w.loadavg or [])[:2]) or "-"),
     ("BEAT", 5, lambda w, _=True: _age(w.beat_age)),
     ("VERSION", 0, lambda w, _=True: text(w.version)),
 ]
 QUEUE_COLUMNS = [
-    ("QUEUE", 28, lambda q, _=True: text(q.name)),
+    ("QUEUE", 24, lambda q, _=True: text(q.name)),
     ("LENGTH", 8, lambda q, _=True: _number(q.messages)),
     ("UNACKED", 8, lambda q, _=True: _number(q.unacked)),
     ("CONSUMERS", 9, lambda q, _=True: _number(q.consumers)),
@@ -186,8 +186,8 @@ QUEUE_COLUMNS = [
 ]
 TASK_COLUMNS = [
     ("STATE", 8, lambda t, _=True: t.state),
-    ("NAME", 26, lambda t, _=True: text(t.name)),
-    ("WORKER", 18, lambda t, _=True: text(t.hostname)),
+    ("NAME", 24, lambda t, _=True: text(t.name)),
+    ("WORKER", 16, lambda t, _=True: text(t.hostname)),
     ("RUNTIME", 7, lambda t, _=True: _seconds(t.runtime)),
     ("AGE", 4, lambda t, _=True: _age(t.age)),
     ("ID", 0, lambda t, _=True: t.uuid),
@@ -228,6 +228,10 @@ def _lines_pane(canvas, y, rows, title, lines, scroll, width):
 
 def _fit(line, width):
     return line if len(line) <= width else line[:max(width - 1, 0)] + "…"
+
+
+def _rate(per_second):
+    return f"{per_second:.1f}/s" if per_second < 10 else f"{per_second:.0f}/s"
 
 
 def _number(value):
