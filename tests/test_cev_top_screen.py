@@ -149,9 +149,16 @@ def test_resize_redraws_to_the_new_size(saved_stream, tmux_session):
     assert len(screen.splitlines()) > 30
 
 
-def test_q_restores_the_terminal(saved_stream, tmux_session):
+@pytest.fixture
+def replaying(saved_stream, tmux_session):
+    """cev-top replaying the saved stream at its own pace, its screen drawn."""
     top = tmux_session(f"{BIN}/cev-top --replay {saved_stream}")
     top.wait("WORKERS", "the screen drawn")
+    return top
+
+
+def test_q_restores_the_terminal(replaying):
+    top = replaying
     top.keys("q")
     top.wait("cev-top-exited-0", "cev-top's exit")
     top.type("stty -a | tr ' ' '\\n' | grep -x -e echo -e icanon -e -echo -e -icanon | sort | tr '\\n' ,")
@@ -160,11 +167,9 @@ def test_q_restores_the_terminal(saved_stream, tmux_session):
     assert "WORKERS" not in screen  # the screen cev-top drew is gone with it
 
 
-def test_ctrl_c_restores_the_terminal_and_exits_130(saved_stream, tmux_session):
-    top = tmux_session(f"{BIN}/cev-top --replay {saved_stream}")
-    top.wait("WORKERS", "the screen drawn")
-    top.keys("C-c")
-    top.wait("cev-top-exited-130", "cev-top's exit")
+def test_ctrl_c_restores_the_terminal_and_exits_130(replaying):
+    replaying.keys("C-c")
+    replaying.wait("cev-top-exited-130", "cev-top's exit")
 
 
 def test_piped_events_with_keys_from_the_terminal(saved_stream, tmux_session):

@@ -71,15 +71,15 @@ class BrokerEvents(Feed):
     def __init__(self, model, source):
         super().__init__(model)
         self.source = source
-        self.rejected = 0
 
     def run(self):
+        """Bad events from the broker are counted by State (the header's "invalid"), not reported one by one."""
         ingest, get_batch = self.model.ingest, self.source.get_batch
         with self.source:
             while not self.stopping.is_set():
                 batch = get_batch(0.25)
                 for start in range(0, len(batch), BATCH):
-                    self.rejected += len(ingest(batch[start:start + BATCH]))
+                    ingest(batch[start:start + BATCH])
 
 
 class RecordEvents(Feed):
@@ -183,13 +183,10 @@ class QueueLengths(Feed):
     def __init__(self, model, broker, timeout, management_url, interval=QUEUE_INTERVAL):
         super().__init__(model)
         self.broker = broker
+        self.notes = []  # what the last measurement warned of
         self.options = SimpleNamespace(args=SimpleNamespace(timeout=timeout, management_url=management_url),
-                                       warn=self._note)
+                                       warn=self.notes.append)
         self.interval = interval
-        self.notes = []
-
-    def _note(self, message):
-        self.notes = (self.notes + [message])[-3:]
 
     def run(self):
         from celops.commands.cq_len import _measurer  # cq-len's own path: one round trip per refresh
@@ -197,8 +194,10 @@ class QueueLengths(Feed):
         measure = None
         while True:
             try:
+                del self.notes[:]
                 measure = measure or _measurer(self.options, self.broker, None)
-                self.model.set_queues([item for item in measure() if isinstance(item, dict)])
+                records = [item for item in measure() if isinstance(item, dict)]
+                self.model.set_queues(records, self.notes[-1] if self.notes else None)
             except BrokerUnavailable as exc:
                 measure = None
                 self.model.queue_failed(str(exc))

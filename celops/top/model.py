@@ -49,8 +49,6 @@ class TopModel:
         self.ticker = deque(maxlen=TICKER_SIZE)
         self.totals = dict.fromkeys(COUNTED, 0)
         self.records = 0
-        self.rejected = []  # the first few reasons bad events were not applied, for the status line
-        self.rejected_count = 0
         self.read_at = None  # wall time when the stream clock last moved
         self.queues = {}  # name -> (record, deque of lengths)
         self.queue_problem = None
@@ -77,9 +75,6 @@ class TopModel:
                     if kind in self.totals:
                         self.totals[kind] += 1
                     self._remember(kind, record)
-            if problems:
-                self.rejected_count += len(problems)
-                self.rejected = (self.rejected + problems)[-3:]
         return problems
 
     def _remember(self, kind, record):
@@ -102,8 +97,11 @@ class TopModel:
             self.ticker.append((record.get("timestamp"), kind, task.name if task else record.get("name"), uuid,
                                 record.get("exception")))
 
-    def set_queues(self, records, now=None):
-        """A fresh batch of queue records (cq-len's); each queue's length history grows by one."""
+    def set_queues(self, records, note=None):
+        """A fresh batch of queue records (cq-len's); each queue's length history grows by one.
+
+        ``note`` is what the measurement warned of (no management API: no unacked), shown with the pane.
+        """
         with self.lock:
             seen = set()
             for record in records:
@@ -116,7 +114,7 @@ class TopModel:
                 self.queues[name] = (record, history)
             for gone in set(self.queues) - seen:
                 del self.queues[gone]
-            self.queue_problem = None
+            self.queue_problem = note
 
     def queue_failed(self, reason):
         with self.lock:

@@ -14,6 +14,7 @@ ESCAPE = "\x1b"
 ENTER = ("\n", "\r", "KEY_ENTER")
 BACKSPACE = ("KEY_BACKSPACE", "\x7f", "\b")
 PAGE = 10
+NO_WORKER = "select a worker first (Tab to the workers pane)"
 
 HELP = [
     ("Tab", "focus the next pane: tasks, workers, queues"),
@@ -217,12 +218,16 @@ class Ui:
             return False
         return True
 
+    def _target(self, found, missing):
+        """``found`` when there is one and actions can be sent; else None, and the status line says why."""
+        if found is None:
+            self.status = missing
+            return None
+        return found if self._can_act() else None
+
     def _task_action(self, verb, command, arguments):
-        task = self._task()
+        task = self._target(self._task(), "select a task first (Tab to the tasks pane)")
         if task is None:
-            self.status = "select a task first (Tab to the tasks pane)"
-            return
-        if not self._can_act():
             return
         what = f"{verb} {task.uuid}"
         self.confirm = Confirm(f"{verb} task {task.uuid} ({task.name or 'unknown name'})? [y/N]",
@@ -252,11 +257,8 @@ class Ui:
         self.control.send(f"rate_limit {name} {text}", "rate_limit", {"task_name": name, "rate_limit": text})
 
     def _worker_action(self, verb, command, arguments, silent=False):
-        worker = self._worker_name()
-        if worker is None:
-            self.status = "select a worker first (Tab to the workers pane)"
-            return
-        if self._can_act():
+        worker = self._target(self._worker_name(), NO_WORKER)
+        if worker is not None:
             self.confirm = Confirm(f"{verb} worker {worker}? [y/N]", lambda: self.control.send(
                 f"{command} {worker}", command, arguments, [worker], silent=silent))
 
@@ -268,11 +270,8 @@ class Ui:
                                                                       "reloader": None})
 
     def _consumer_prompt(self, verb, command, extra):
-        worker = self._worker_name()
+        worker = self._target(self._worker_name(), NO_WORKER)
         if worker is None:
-            self.status = "select a worker first (Tab to the workers pane)"
-            return
-        if not self._can_act():
             return
         queue = self.current("queues")
 
