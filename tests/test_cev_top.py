@@ -223,6 +223,7 @@ def test_an_80x24_screen_shows_every_pane_and_hides_the_password():
     for heading in ("WORKERS", "QUEUES", "TASKS 2 of 2", "FAILURES AND RETRIES"):
         assert heading in text
     assert "w1@h" in text and "celery" in text and "proj.fail" in text and "ValueError('boom')" in text
+    assert "GAP      events lost or maybe lost: restart" in text
 
 
 def test_control_characters_from_a_worker_are_shown_escaped():

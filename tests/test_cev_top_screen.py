@@ -4,6 +4,7 @@ Every wait polls capture-pane; nothing sleeps a fixed time.
 """
 
 import os
+import re
 import shlex
 import subprocess
 import uuid
@@ -207,3 +208,18 @@ def test_written_record_is_a_task_record(saved_stream, tmux_session, tmp_path):
     top.wait("wrote task", "the record written")
     (record,) = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert record["type"] == "task" and record["uuid"]
+
+
+def test_live_on_either_broker_workers_tasks_and_queues(broker_url, start_worker, tmux_session):
+    """The same screen from Redis and RabbitMQ: cev-cam's events, cq-len's queue counts, the password hidden."""
+    worker = start_worker(broker_url)
+    top = tmux_session(f"{BIN}/cev-top -b {broker_url} --queue-interval 1", width=160)
+    top.wait(worker.hostname, "the worker on the screen")
+    send_tasks(broker_url, "celery", "tests.app.add", [2, 2])
+    top.wait(lambda screen: "SUCCESS   tests.app.add" in screen, "the task done")
+    screen = top.wait(lambda screen: re.search(r"\n celery +\d+ ", screen), "the celery queue measured")
+    if broker_url.startswith("amqp"):
+        assert re.search(r"\n celery +0 +\S+ +1 ", screen)  # one consumer: the worker
+    assert ":guest@" not in screen
+    top.keys("q")
+    top.wait("cev-top-exited-0", "cev-top's exit")

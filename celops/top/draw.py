@@ -93,7 +93,7 @@ def pane_heights(height, workers, queues, ticker):
     share = max(1, room // 6)
     worker_rows = max(1, min(workers, share))
     queue_rows = max(1, min(queues, share))
-    ticker_rows = max(1, min(ticker, max(1, room // 8)))
+    ticker_rows = max(1, min(ticker, share))
     task_rows = room - worker_rows - queue_rows - ticker_rows
     while task_rows < 3 and (worker_rows > 1 or queue_rows > 1 or ticker_rows > 1):
         largest = max(("worker", worker_rows), ("queue", queue_rows), ("ticker", ticker_rows), key=lambda p: p[1])
@@ -123,8 +123,11 @@ def _panes(canvas, ui, view, height, width):
     if not view.ticker:
         canvas.put(y + 1, 0, _fit("  (none yet)", width), "dim")
     for offset, (stamp, kind, name, uuid, exception) in enumerate(reversed(view.ticker[-ticker_rows:])):
-        line = f"{_clock(stamp)} {kind[5:]:8} {text(name):24} {uuid[:8]} {text(exception)}"
-        canvas.put(y + 1 + offset, 0, _fit(line, width), "bad" if kind == "task-failed" else "warn")
+        if kind == "celops-gap":
+            line = f"{_clock(stamp)} GAP      events lost or maybe lost: {text(exception)}"
+        else:
+            line = f"{_clock(stamp)} {kind[5:]:8} {text(name):24} {uuid[:8]} {text(exception)}"
+        canvas.put(y + 1 + offset, 0, _fit(line, width), "warn" if kind == "task-retried" else "bad")
 
 
 def _table(canvas, y, rows, ui, pane, title, columns, items, width, unicode=True):

@@ -13,7 +13,7 @@ from collections import deque
 
 from celops.core.state import State
 
-TICKER_SIZE = 100  # failures and retries remembered for the ticker
+TICKER_SIZE = 100  # failures, retries and gaps remembered for the ticker
 TIMELINE_SIZE = 20  # events remembered per task for its details
 QUEUE_HISTORY = 16  # queue lengths remembered per queue, for the sparkline
 RATE_WINDOW = 5.0  # seconds over which per-second rates are measured
@@ -75,6 +75,8 @@ class TopModel:
                     if kind in self.totals:
                         self.totals[kind] += 1
                     self._remember(kind, record)
+                elif kind == "celops-gap":  # events were lost here: the ticker says when and why
+                    self.ticker.append((record.get("since"), kind, None, "", record.get("reason")))
         return problems
 
     def _remember(self, kind, record):
