@@ -273,6 +273,19 @@ def test_a_paused_replay_lets_one_event_through_per_step():
         feed.stop()
 
 
+def test_a_replay_clock_runs_at_its_speed_and_stands_still_when_paused_or_over():
+    model = TopModel()
+    model.pace = Pacer(1000.0)
+    model.ingest([heartbeat(offset=0.0)])
+    assert model.now() > NOW  # a 4 s heartbeat window at x1000 passes in 4 ms: then offline
+    wait_for(lambda: not model.view().workers[0].alive, 10, "the heartbeat expired at x1000")
+    model.pace.toggle_pause()
+    assert model.now() == NOW and model.view().workers[0].alive
+    model.pace.toggle_pause()
+    model.pace.ended = True
+    assert model.now() == NOW
+
+
 def _reader(lines):
     import io
 

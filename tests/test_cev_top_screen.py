@@ -158,14 +158,27 @@ def replaying(saved_stream, tmux_session):
     return top
 
 
-def test_q_restores_the_terminal(replaying):
-    top = replaying
-    top.keys("q")
-    top.wait("cev-top-exited-0", "cev-top's exit")
+def assert_terminal_restored(top):
     top.type("stty -a | tr ' ' '\\n' | grep -x -e echo -e icanon -e -echo -e -icanon | sort | tr '\\n' ,")
     top.keys("Enter")
     screen = top.wait("echo,icanon,", "the terminal modes back")
     assert "WORKERS" not in screen  # the screen cev-top drew is gone with it
+
+
+def test_q_restores_the_terminal(replaying):
+    replaying.keys("q")
+    replaying.wait("cev-top-exited-0", "cev-top's exit")
+    assert_terminal_restored(replaying)
+
+
+def test_sigterm_restores_the_terminal_and_exits_0(replaying):
+    import psutil
+
+    shell = psutil.Process(int(replaying.tmux("display", "-p", "#{pane_pid}").stdout))
+    (top,) = [process for process in shell.children(recursive=True) if "cev-top" in " ".join(process.cmdline())]
+    top.terminate()
+    replaying.wait("cev-top-exited-0", "cev-top's exit")
+    assert_terminal_restored(replaying)
 
 
 def test_ctrl_c_restores_the_terminal_and_exits_130(replaying):
@@ -187,10 +200,11 @@ def test_piped_events_with_keys_from_the_terminal(saved_stream, tmux_session):
     assert "cev-top: <stdin>:" in screen and "not JSON" in screen
 
 
-def test_monochrome_terminal_still_draws(saved_stream, tmux_session):
-    top = tmux_session(f"{BIN}/cev-top --replay {saved_stream} --speed 100000", env={"TERM": "vt100",
-                                                                                     "NO_COLOR": "1"})
-    top.wait("input ended", "the screen drawn without colours")
+def test_monochrome_terminal_in_a_c_locale_still_draws(saved_stream, tmux_session):
+    top = tmux_session(f"{BIN}/cev-top --replay {saved_stream} --speed 100000",
+                       env={"TERM": "vt100", "NO_COLOR": "1", "LC_ALL": "C"})
+    screen = top.wait("input ended", "the screen drawn without colours")
+    assert "TASKS 286 of 286" in screen and "~" in screen  # lines cut with ~: no … in ASCII
     top.keys("q")
     top.wait("cev-top-exited-0", "cev-top's exit")
 

@@ -62,7 +62,8 @@ def build_parser():
         "colours (a monochrome terminal, or NO_COLOR set) failures are bold and the selection reversed. "
         "TERM=dumb or unset, a TERM that terminfo does not know, or a standard output that is not a terminal "
         "end it at once with one line on standard error and exit status 78 (an unusable configuration). "
-        "q and Ctrl-C (exit 130) restore the terminal. It follows resizes.")))
+        "q, SIGTERM and SIGHUP (exit 0) and Ctrl-C (exit 130) restore the terminal. It follows resizes. "
+        "In a locale that is not UTF-8, lines are cut with ~ and the queue trend is drawn in ASCII.")))
     parser.man_sections.append(("INPUT", cli.RECORDS_INPUT.replace(" (--strict stops at the first)", "")
                                 + " Bad lines are listed on standard error once the "
                                 "screen is closed; events State refuses (a field of the wrong type) count as "
@@ -109,7 +110,7 @@ def run(ctx):
         from celops.core.ndjson import Reader
 
         reader = Reader([args.replay], None, bad_lines.append)
-        pacer = feeds.Pacer(args.speed)
+        pacer = model.pace = feeds.Pacer(args.speed)
         events = feeds.RecordEvents(model, reader, pacer)
         source_label = f"replay {os.path.basename(args.replay)}"
     elif not reads_broker(args, ctx.io):

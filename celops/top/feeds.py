@@ -103,6 +103,8 @@ class RecordEvents(Feed):
                 self.reader.bad(source, number, problem)
             if self.stopping.is_set():
                 return
+        if pacer is not None:
+            pacer.ended = True
 
 
 class Pacer:
@@ -112,6 +114,7 @@ class Pacer:
     def __init__(self, speed):
         self.speed = speed
         self.paused = False
+        self.ended = False  # the recording is over: its clock stops there
         self._steps = 0
         self._wake = threading.Condition()
         self._origin = None  # (recorded time, monotonic time) the schedule counts from

@@ -52,7 +52,8 @@ class TopModel:
         self.read_at = None  # wall time when the stream clock last moved
         self.queues = {}  # name -> (record, deque of lengths)
         self.queue_problem = None
-        self._rates = deque()  # (monotonic, records, succeeded, failed, retried)
+        self._rates = deque()  # (monotonic, events, succeeded, failed, retried)
+        self.pace = None  # the Pacer of a replay
 
     # Ingest (the feed thread) ---------------------------------------------------
 
@@ -125,11 +126,20 @@ class TopModel:
     # Reading (the screen thread) ------------------------------------------------
 
     def now(self):
-        """The stream's clock, as cev-cam keeps it: the last local_received plus the time since it was read."""
+        """The stream's clock, as cev-cam keeps it: the last local_received plus the time since it was read.
+
+        A replay (``pace``: a feeds.Pacer) moves it at the replay's speed; paused or at its end it stands
+        still, so that what was alive at that moment of the recording stays so while someone looks.
+        """
         stream_time = self.state.stream_time
         if not stream_time or self.read_at is None:
             return time.time()
-        return stream_time + (time.time() - self.read_at)
+        pace = self.pace
+        if pace is None:
+            return stream_time + (time.time() - self.read_at)
+        if pace.paused or pace.ended:
+            return stream_time
+        return stream_time + (time.time() - self.read_at) * pace.speed
 
     def rates(self, monotonic=None):
         """Per-second rates of events, succeeded, failed and retried over the last RATE_WINDOW seconds."""

@@ -61,6 +61,8 @@ class CursesCanvas:
         self.unicode = unicode
 
     def put(self, y, x, value, style="normal"):
+        if not self.unicode:  # a C or Latin-1 locale: what it cannot show becomes ? (… becomes ~)
+            value = value.replace("…", "~").encode("ascii", "replace").decode()
         if 0 <= y < self.height and x < self.width:
             try:
                 self.window.addnstr(y, x, value, self.width - x, self.attributes.get(style, 0))
@@ -87,14 +89,17 @@ def copy_to_clipboard(value):
 
 
 def run(ui, frame, redraw_per_second, environ):
-    """Draw and read keys until ``ui.quit``; the terminal is restored whatever ends it (q, Ctrl-C, an error)."""
+    """Draw and read keys until ``ui.quit``; the terminal is restored whatever ends it: q, Ctrl-C (exit 130),
+    SIGTERM or SIGHUP (a normal end), an error."""
     import curses
     import locale
-
-    from celops.top.draw import draw
+    import signal
 
     locale.setlocale(locale.LC_ALL, "")
-    unicode = locale.getpreferredencoding(False).lower().replace("-", "") == "utf8"
+    # the codeset curses writes in (Python's UTF-8 mode makes getpreferredencoding say utf-8 in a C locale)
+    unicode = locale.nl_langinfo(locale.CODESET).lower().replace("-", "") == "utf8"
+    stop = {signum: signal.signal(signum, lambda *_: setattr(ui, "quit", True))
+            for signum in (signal.SIGTERM, signal.SIGHUP)}
     window = curses.initscr()
     try:
         curses.noecho()
@@ -106,33 +111,40 @@ def run(ui, frame, redraw_per_second, environ):
         except curses.error:
             pass
         attributes = _attributes(curses, curses.has_colors() and "NO_COLOR" not in environ)
-        interval = 1.0 / redraw_per_second
-        drawn_at, drawn_records, dirty = 0.0, -1, True
-        while not ui.quit:
-            now = time.monotonic()
-            records = ui.model.records
-            if dirty or (now - drawn_at >= interval and (records != drawn_records or now - drawn_at >= IDLE_REPAINT)):
-                canvas = CursesCanvas(window, attributes, unicode)
-                ui.refresh(limit=max(canvas.height, 1) * 4)
-                window.erase()
-                draw(canvas, ui, frame())
-                window.noutrefresh()
-                curses.doupdate()
-                drawn_at, drawn_records, dirty = now, records, False
-            window.timeout(max(1, int(interval * 1000)))
-            key = _read_key(window, curses)
-            if key is None:
-                continue
-            if key == "KEY_RESIZE":
-                _follow_resize(window, curses)
-            else:
-                ui.key(key)
-            dirty = True
+        _loop(ui, frame, window, curses, lambda: CursesCanvas(window, attributes, unicode), 1.0 / redraw_per_second)
     finally:
         window.keypad(False)
         curses.nocbreak()
         curses.echo()
         curses.endwin()
+        for signum, handler in stop.items():
+            signal.signal(signum, handler)
+
+
+def _loop(ui, frame, window, curses, canvas, interval):
+    """Repaint when a key was pressed, or, at most every ``interval`` s, when events or the status line moved
+    (once a second anyway: ages grow); wait for keys in between."""
+    from celops.top.draw import draw
+
+    drawn_at, drawn, dirty = 0.0, None, True
+    window.timeout(max(1, int(interval * 1000)))
+    while not ui.quit:
+        now = time.monotonic()
+        seen = (ui.model.records, ui.status)
+        if dirty or (now - drawn_at >= interval and (seen != drawn or now - drawn_at >= IDLE_REPAINT)):
+            screen = canvas()
+            ui.refresh(limit=max(screen.height, 1) * 4)
+            window.erase()
+            draw(screen, ui, frame())
+            window.noutrefresh()
+            curses.doupdate()
+            drawn_at, drawn, dirty = now, seen, False
+        key = _read_key(window, curses)
+        if key == "KEY_RESIZE":
+            _follow_resize(window, curses)
+        elif key is not None:
+            ui.key(key)
+        dirty = key is not None
 
 
 def _follow_resize(window, curses):
