@@ -28,7 +28,8 @@ class Tmux:
                                {"TERM": "xterm-256color", "LANG": "C.UTF-8", **(env or {})}.items())
         # the shell stays after cev-top, so its exit status and the terminal it leaves can be read;
         # its trap keeps it alive through a Ctrl-C meant for cev-top (which gets the default handler back)
-        script = f"trap true INT; cd {shlex.quote(ROOT)} && env {environment} {command}; echo cev-top-exited-$?; exec sh"
+        script = (f"trap true INT; cd {shlex.quote(ROOT)} && env {environment} {command}; "
+                  "echo cev-top-exited-$?; exec sh")
         self.tmux("new-session", "-d", "-x", str(width), "-y", str(height), "sh", "-c", script)
 
     def tmux(self, *args):
@@ -237,3 +238,10 @@ def test_live_on_either_broker_workers_tasks_and_queues(broker_url, start_worker
     assert ":guest@" not in screen
     top.keys("q")
     top.wait("cev-top-exited-0", "cev-top's exit")
+
+
+def test_an_unreachable_broker_is_one_line_and_exit_69_before_the_screen(tmux_session):
+    top = tmux_session(f"{BIN}/cev-top -b redis://:hunter2@127.0.0.1:1/0 -t 1")
+    screen = top.wait("cev-top-exited-69", "cev-top's exit")
+    assert "cev-top: error: cannot reach broker redis://:***@127.0.0.1:1/0" in screen
+    assert "hunter2" not in screen and "Traceback" not in screen

@@ -145,7 +145,7 @@ class TopModel:
         """Per-second rates of events, succeeded, failed and retried over the last RATE_WINDOW seconds."""
         monotonic = time.monotonic() if monotonic is None else monotonic
         totals = self.totals
-        sample = (monotonic, self.state.event_count, totals["task-succeeded"], totals["task-failed"], totals["task-retried"])
+        sample = (monotonic, self.state.event_count, *(totals[kind] for kind in COUNTED))
         samples = self._rates
         samples.append(sample)
         while len(samples) > 2 and monotonic - samples[1][0] >= RATE_WINDOW:
