@@ -245,3 +245,9 @@ def test_an_unreachable_broker_is_one_line_and_exit_69_before_the_screen(tmux_se
     screen = top.wait("cev-top-exited-69", "cev-top's exit")
     assert "cev-top: error: cannot reach broker redis://:***@127.0.0.1:1/0" in screen
     assert "hunter2" not in screen and "Traceback" not in screen
+
+
+def test_a_replay_file_that_cannot_be_read_is_exit_65_before_the_screen(tmux_session, tmp_path):
+    top = tmux_session(f"{BIN}/cev-top --replay {tmp_path}/missing.ndjson", width=250)
+    screen = top.wait("cev-top-exited-65", "cev-top's exit")
+    assert f"cev-top: error: {tmp_path}/missing.ndjson: No such file or directory\n" in screen

@@ -88,7 +88,6 @@ def _keys_section():
 
 
 def run(ctx):
-    from celops.commands.cev_cam import reads_broker
     from celops.top import feeds, terminal
     from celops.top.draw import Frame
     from celops.top.model import TopModel
@@ -104,36 +103,17 @@ def run(ctx):
     terminal.check_terminal(os.environ)
     model = TopModel(max_tasks=args.max_tasks, max_workers=args.max_workers)
     bad_lines = []
-    pacer = control = queues = reader = None
-    explicit_broker = bool(args.broker or args.app)
-    if args.replay:
-        from celops.core.ndjson import Reader
-
-        reader = Reader([args.replay], None, bad_lines.append)
-        pacer = model.pace = feeds.Pacer(args.speed)
-        events = feeds.RecordEvents(model, reader, pacer)
-        source_label = f"replay {os.path.basename(args.replay)}"
-    elif not reads_broker(args, ctx.io):
-        from celops.core.ndjson import Reader
-
-        stream = terminal.keyboard_from_tty() or ctx.io.stdin
-        reader = Reader(["-"], stream, bad_lines.append)
-        events = feeds.RecordEvents(model, reader)
-        source_label = "stdin"
-    else:
-        events = feeds.BrokerEvents(model, feeds.open_events(ctx.broker, args))
-        source_label = "live"
-        explicit_broker = True
-    broker = None if args.replay and not explicit_broker else ctx.broker
+    events, source_label = _event_feed(ctx, model, bad_lines.append)
+    pacer = model.pace
+    explicit_broker = bool(args.broker or args.app) or isinstance(events, feeds.BrokerEvents)
+    broker = ctx.broker if explicit_broker or not args.replay else None
     ui = Ui(model, pacer=pacer, copy=terminal.copy_to_clipboard,
             no_control_reason="replaying a file (give -b or -A to act on a live broker)")
     if broker is not None:
-        control = feeds.Control(broker, lambda text: setattr(ui, "status", text))
-        ui.control = control
-    if explicit_broker:
-        queues = feeds.QueueLengths(model, broker, args.timeout, args.management_url, args.queue_interval)
-
-    running = [feed.start() for feed in (events, queues) if feed is not None]
+        ui.control = feeds.Control(broker, lambda text: setattr(ui, "status", text))
+    queues = explicit_broker and feeds.QueueLengths(model, broker, args.timeout, args.management_url,
+                                                    args.queue_interval)
+    running = [feed.start() for feed in (events, queues) if feed]
 
     def frame():
         problem = next((feed.problem() for feed in running if feed.failure), None)
@@ -157,6 +137,31 @@ def run(ctx):
         if feed.failure is not None:
             raise feed.failure  # the wrapper says it in one line, with its exit status
     return DataError.status if bad_lines else ExitStatus.OK
+
+
+def _event_feed(ctx, model, report):
+    """The feed of events (--replay's file, a pipe on standard input, or the broker) and its label.
+
+    Everything that can fail at start fails here, before the screen is
+    taken: an unreadable --replay file (exit 65), an unreachable broker (69).
+    """
+    from celops.commands.cev_cam import reads_broker
+    from celops.core.ndjson import Reader
+    from celops.top import feeds, terminal
+
+    args = ctx.args
+    if args.replay:
+        try:
+            open(args.replay, "rb").close()
+        except OSError as exc:
+            raise DataError(f"{args.replay}: {exc.strerror or exc}") from None
+        model.pace = feeds.Pacer(args.speed)
+        return (feeds.RecordEvents(model, Reader([args.replay], None, report), model.pace),
+                f"replay {os.path.basename(args.replay)}")
+    if not reads_broker(args, ctx.io):
+        stream = terminal.keyboard_from_tty() or ctx.io.stdin
+        return feeds.RecordEvents(model, Reader(["-"], stream, report)), "stdin"
+    return feeds.BrokerEvents(model, feeds.open_events(ctx.broker, args)), "live"
 
 
 def main(argv=None, io=None):
