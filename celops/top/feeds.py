@@ -14,6 +14,7 @@ from celops.core.exits import BrokerUnavailable, CelopsError
 BATCH = 2000  # records applied per hold of the model's lock: the screen never waits long for it
 ACTION_TIMEOUT = 2.0  # seconds a broadcast waits for replies
 QUEUE_INTERVAL = 5.0
+SOURCE_CLOSE_WAIT = 3.0  # seconds; EventSource.close waits up to 2 s for its own threads
 
 
 def open_events(broker, args):
@@ -27,6 +28,7 @@ def open_events(broker, args):
 
 
 def add_source_options(parser):
+    """cev-dump's and cev-cam's event source options (--enable-events, --buffer, --queue...), declared there."""
     from celops.core.events import add_source_options as add
 
     return add(parser)
@@ -71,6 +73,11 @@ class BrokerEvents(Feed):
     def __init__(self, model, source):
         super().__init__(model)
         self.source = source
+
+    def stop(self):
+        """Stop, and wait for the source to close: with --queue, what was taken is acknowledged then."""
+        super().stop()
+        self.thread.join(SOURCE_CLOSE_WAIT)
 
     def run(self):
         """Bad events from the broker are counted by State (the header's "invalid"), not reported one by one."""
