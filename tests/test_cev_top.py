@@ -177,6 +177,25 @@ def test_without_a_broker_actions_say_why_not():
     assert ui.confirm is None and ui.status == "no actions: replaying a file"
 
 
+def test_s_sorts_by_the_next_key_and_running_tasks_by_time_so_far():
+    model = TopModel()
+    model.ingest([*succeeded("quick", "b.quick", offset=-1.0),
+                  event("task-received", "running", 1.0, name="a.long"), event("task-started", "running", 1.0),
+                  *failed_lifecycle("failed", "c.fail"), heartbeat(offset=3.0)])
+    ui = Ui(model)
+    order = lambda: [row.uuid for row in ui.refresh().tasks]  # noqa: E731
+    assert order() == ["running", "failed", "quick"]  # newest first
+    ui.key("s")
+    assert ui.sort_key == "state" and order() == ["failed", "running", "quick"]  # FAILURE < STARTED < SUCCESS
+    ui.key("s")
+    assert order() == ["running", "quick", "failed"]  # by name
+    ui.key("s")
+    ui.key("s")
+    assert ui.sort_key == "runtime" and order()[0] == "running"  # 2 s so far, longer than quick's 0.1 s
+    model.ingest(succeeded("new", "d.new", offset=5.0))
+    assert "new" in order()  # a record arrived: sorted again
+
+
 def test_the_selection_stays_on_its_task_when_new_ones_arrive():
     model = TopModel()
     model.ingest(succeeded("old", offset=0.0) + succeeded("new", offset=1.0))

@@ -54,6 +54,7 @@ class TopModel:
         self.queue_problem = None
         self._rates = deque()  # (monotonic, events, succeeded, failed, retried)
         self.pace = None  # the Pacer of a replay
+        self._ordered, self._ordered_for = [], None
 
     # Ingest (the feed thread) ---------------------------------------------------
 
@@ -162,20 +163,26 @@ class TopModel:
             now = self.now()
             state = self.state
             workers = [WorkerRow(worker, now) for worker in state.workers.values()]
-            tasks = [TaskRow(task, now) for task in state.tasks.values()
-                     if task_filter is None or task_filter.matches(task)]
+            ordered = self._ordered_tasks(task_filter, sort_key, now)
+            tasks = [TaskRow(task, now) for task in (ordered if limit is None else ordered[:limit])]
             queues = [QueueRow(record, list(history)) for record, history in self.queues.values()]
             header = Header(now=now, events=state.event_count, totals=dict(self.totals), gaps=state.gaps,
                             errors=state.errors, invalid=state.invalid, task_count=len(state.tasks),
-                            queue_problem=self.queue_problem, rates=self.rates())
+                            queue_problem=self.queue_problem, rates=self.rates(), matching=len(ordered))
             ticker = list(self.ticker)
-        tasks.sort(key=SORTERS[sort_key])
-        header.matching = len(tasks)
-        if limit is not None:
-            del tasks[limit:]
         workers.sort(key=lambda row: row.hostname)
         queues.sort(key=lambda row: row.name)
         return View(header, workers, queues, tasks, ticker)
+
+    def _ordered_tasks(self, task_filter, sort_key, now):
+        """The tasks that pass the filter, in order; kept until a record comes or the order asked changes,
+        so an idle screen does not sort the whole table every second."""
+        asked = (self.records, task_filter and task_filter.text, sort_key)
+        if asked != self._ordered_for:
+            tasks = [task for task in self.state.tasks.values() if task_filter is None or task_filter.matches(task)]
+            tasks.sort(key=task_order(sort_key, now))
+            self._ordered, self._ordered_for = tasks, asked
+        return self._ordered
 
     def task_details(self, uuid):
         """``(task record, details fields, timeline)`` of one task, or None when it is gone."""
@@ -250,14 +257,25 @@ class QueueRow:
         return 1 if known[1] > known[0] else -1
 
 
-_LAST = float("inf")
-SORTERS = {
-    "age": lambda row: _LAST if row.age is None else row.age,
-    "state": lambda row: (row.state, _LAST if row.age is None else row.age),
-    "name": lambda row: (row.name or "", _LAST if row.age is None else row.age),
-    "worker": lambda row: (row.hostname or "", _LAST if row.age is None else row.age),
-    "runtime": lambda row: -(row.runtime or 0.0),
-}
+def task_order(sort_key, now):
+    """The sort key function of SORT_KEYS' ``sort_key``: newest first within equal values, running tasks
+    by how long they have run so far."""
+
+    def newest_first(task):
+        return float("inf") if task.timestamp is None else -task.timestamp
+
+    def runtime(task):
+        if task.runtime is not None:
+            return -task.runtime
+        return task.started - now if task.state == "STARTED" and task.started is not None else 0.0
+
+    return {
+        "age": newest_first,
+        "state": lambda task: (task.state, newest_first(task)),
+        "name": lambda task: (task.name or "", newest_first(task)),
+        "worker": lambda task: (task.hostname or "", newest_first(task)),
+        "runtime": runtime,
+    }[sort_key]
 
 
 class TaskFilter:
