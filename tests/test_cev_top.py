@@ -255,7 +255,7 @@ def test_control_characters_from_a_worker_are_shown_escaped():
 def test_tiny_and_huge_screens_are_laid_out_without_overflow():
     model = TopModel()
     model.ingest([heartbeat(f"w{n}@h") for n in range(30)] + succeeded("s1"))
-    for height, width in ((10, 30), (24, 80), (60, 200)):
+    for height, width in ((1, 1), (3, 10), (10, 30), (24, 80), (60, 200)):
         canvas = screen(Ui(model), height, width)
         assert len(canvas.text().splitlines()) <= height
     assert pane_heights(60, 30, 0, 0)[2] > pane_heights(24, 30, 0, 0)[2]  # a taller terminal: more tasks

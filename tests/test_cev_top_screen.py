@@ -251,3 +251,11 @@ def test_a_replay_file_that_cannot_be_read_is_exit_65_before_the_screen(tmux_ses
     top = tmux_session(f"{BIN}/cev-top --replay {tmp_path}/missing.ndjson", width=250)
     screen = top.wait("cev-top-exited-65", "cev-top's exit")
     assert f"cev-top: error: {tmp_path}/missing.ndjson: No such file or directory\n" in screen
+
+
+def test_keys_come_from_the_terminal_when_standard_input_is_dev_null(saved_stream, tmux_session):
+    """As under a scheduler: curses must not read /dev/null (it would spin), and q must still work."""
+    top = tmux_session(f"{BIN}/cev-top --replay {saved_stream} --speed 100000 < /dev/null")
+    top.wait("input ended", "the replay drawn")
+    top.keys("q")
+    top.wait("cev-top-exited-0", "cev-top's exit")

@@ -150,6 +150,8 @@ def _event_feed(ctx, model, report):
     from celops.top import feeds, terminal
 
     args = ctx.args
+    from_stdin = not args.replay and not reads_broker(args, ctx.io)
+    records = terminal.keyboard_from_tty(from_stdin)
     if args.replay:
         try:
             open(args.replay, "rb").close()
@@ -158,9 +160,8 @@ def _event_feed(ctx, model, report):
         model.pace = feeds.Pacer(args.speed)
         return (feeds.RecordEvents(model, Reader([args.replay], None, report), model.pace),
                 f"replay {os.path.basename(args.replay)}")
-    if not reads_broker(args, ctx.io):
-        stream = terminal.keyboard_from_tty() or ctx.io.stdin
-        return feeds.RecordEvents(model, Reader(["-"], stream, report)), "stdin"
+    if from_stdin:
+        return feeds.RecordEvents(model, Reader(["-"], records or ctx.io.stdin, report)), "stdin"
     return feeds.BrokerEvents(model, feeds.open_events(ctx.broker, args)), "live"
 
 

@@ -34,14 +34,15 @@ def check_terminal(environ, stdout_fd=1):
         raise ConfigError(f"cannot draw on this terminal: TERM={term} is not in the terminfo database") from None
 
 
-def keyboard_from_tty():
-    """When records come on standard input, move them to another descriptor and read the keys from /dev/tty.
+def keyboard_from_tty(records_on_stdin):
+    """Keys from /dev/tty whenever standard input is not the terminal (a pipe of records, /dev/null under
+    a scheduler: curses would read it and spin); records on it move to another descriptor first.
 
-    Returns the binary stream of records, or None when standard input is the terminal.
+    Returns the binary stream of records when ``records_on_stdin``, else None.
     """
     if os.isatty(0):
         return None
-    records = os.fdopen(os.dup(0), "rb")
+    records = os.fdopen(os.dup(0), "rb") if records_on_stdin else None
     try:
         tty = os.open("/dev/tty", os.O_RDWR)
     except OSError as exc:
