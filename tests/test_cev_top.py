@@ -234,9 +234,14 @@ def test_an_80x24_screen_shows_every_pane_and_hides_the_password():
     model.ingest([heartbeat("w1@h"), *failed_lifecycle(), *succeeded("s1"),
                   {"type": "celops-gap", "reason": "restart", "since": NOW, "until": NOW + 1, "dropped": None}])
     model.set_queues([{"type": "queue", "queue": "celery", "messages": 3, "unacked": 1, "consumers": 2}])
-    text = screen(Ui(model)).text()
+    canvas = screen(Ui(model))
+    text = canvas.text()
     lines = text.splitlines()
     assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    task_styles = {line.split()[0]: canvas.styles[y] for y, line in enumerate(lines)
+                   if line.startswith((" FAILURE", " SUCCESS"))}
+    assert set(task_styles.values()) - {"selected"} <= {"bad", "good"}  # red or bold, green or plain
+    assert task_styles["FAILURE"] in ("bad", "selected") and task_styles["SUCCESS"] in ("good", "selected")
     assert "secret" not in text and "redis://user:***@host:6379/0" in text
     assert "gaps 1" in lines[0] and "failed 1" in lines[1] and "succeeded 1" in lines[1]
     for heading in ("WORKERS", "QUEUES", "TASKS 2 of 2", "FAILURES AND RETRIES"):

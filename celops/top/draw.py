@@ -23,7 +23,8 @@ TRENDS_UNICODE, TRENDS_ASCII = {1: "↑", -1: "↓", 0: "→"}, {1: "^", -1: "v"
 
 
 class TextCanvas:
-    """Plain lines of ``width`` characters, for tests and for anything that wants the screen as text."""
+    """Plain lines of ``width`` characters, for tests and for anything that wants the screen as text;
+    ``styles`` holds the style each line was drawn in (the last one other than normal)."""
 
     unicode = True
 
@@ -59,7 +60,7 @@ def draw(canvas, ui, frame):
     if ui.overlay == "help":
         _lines_pane(canvas, 2, height - 4, "HELP (Esc closes)", _help_lines(), ui.scroll, width)
     elif ui.overlay == "details":
-        _lines_pane(canvas, 2, height - 4, "TASK DETAILS (Esc closes, Up/Down/End scroll)",
+        _lines_pane(canvas, 2, height - 4, "TASK DETAILS (Esc closes; Up/Down, g/G scroll)",
                     details_lines(ui.model.task_details(ui.details_uuid), ui.details_uuid), ui.scroll, width)
     else:
         _panes(canvas, ui, view, height, width)
@@ -91,20 +92,13 @@ def pane_heights(height, workers, queues, ticker):
     """
     room = height - 10
     share = max(1, room // 6)
-    worker_rows = max(1, min(workers, share))
-    queue_rows = max(1, min(queues, share))
-    ticker_rows = max(1, min(ticker, share))
-    task_rows = room - worker_rows - queue_rows - ticker_rows
-    while task_rows < 3 and (worker_rows > 1 or queue_rows > 1 or ticker_rows > 1):
-        largest = max(("worker", worker_rows), ("queue", queue_rows), ("ticker", ticker_rows), key=lambda p: p[1])
-        if largest[0] == "worker":
-            worker_rows -= 1
-        elif largest[0] == "queue":
-            queue_rows -= 1
-        else:
-            ticker_rows -= 1
+    small = {pane: max(1, min(count, share)) for pane, count in (("workers", workers), ("queues", queues),
+                                                                 ("ticker", ticker))}
+    task_rows = room - sum(small.values())
+    while task_rows < 3 and max(small.values()) > 1:  # tasks first: take from the largest small pane
+        small[max(small, key=small.get)] -= 1
         task_rows += 1
-    return worker_rows, queue_rows, max(0, task_rows), ticker_rows
+    return small["workers"], small["queues"], max(0, task_rows), small["ticker"]
 
 
 def _panes(canvas, ui, view, height, width):
