@@ -51,6 +51,9 @@ class Confirm:
 
 
 class Ui:
+    """What the person at the screen has chosen: the focused pane, each pane's selection, filter and sort,
+    an overlay, a prompt or question in progress, and the status line."""
+
     def __init__(self, model, control=None, pacer=None, copy=None, no_control_reason="no broker to act on"):
         self.model = model
         self.control = control
@@ -70,6 +73,7 @@ class Ui:
         self.status = ""
         self.view = None
         self.quit = False
+        self._bindings = self._keys()
 
     # The view the keys act on ---------------------------------------------------
 
@@ -112,7 +116,7 @@ class Ui:
         if self.overlay is not None:
             self._overlay_key(key)
             return
-        handler = self._keys().get(key)
+        handler = self._bindings.get(key)
         if handler is not None:
             handler()
 
