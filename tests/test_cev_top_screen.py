@@ -259,3 +259,21 @@ def test_keys_come_from_the_terminal_when_standard_input_is_dev_null(saved_strea
     top.wait("input ended", "the replay drawn")
     top.keys("q")
     top.wait("cev-top-exited-0", "cev-top's exit")
+
+
+def test_replay_pauses_and_steps_from_the_keyboard(tmp_path, tmux_session):
+    """Events 1000 s apart: at the recorded pace only the first shows; paused, each n shows one more."""
+    path = tmp_path / "slow.ndjson"
+    path.write_bytes(b"".join(orjson.dumps({"type": "worker-heartbeat", "hostname": f"w{n}@h", "freq": 2.0,
+                                            "timestamp": 1.8e9 + n * 1000, "local_received": 1.8e9 + n * 1000})
+                              + b"\n" for n in range(5)))
+    top = tmux_session(f"{BIN}/cev-top --replay {path}")
+    top.wait("events 1 ", "the first event")
+    top.keys("Space")
+    top.wait("x1 paused", "paused")
+    for count in (2, 3):
+        top.keys("n")
+        top.wait(f"events {count} ", f"step to {count} events")
+    top.keys("Space")
+    top.wait("replaying", "going on")
+    assert "events 3 " in top.screen()  # at the recorded pace, the next is 1000 s away
