@@ -100,7 +100,6 @@ def run(ctx):
         raise UsageError("--speed is for --replay")
     if args.format or args.unbuffered:
         raise UsageError("cev-top draws a screen: --format and -u are for the commands that write records")
-    terminal.check_terminal(os.environ)
     model = TopModel(max_tasks=args.max_tasks, max_workers=args.max_workers)
     bad_lines = []
     events, source_label = _event_feed(ctx, model, bad_lines.append)
@@ -143,26 +142,37 @@ def _event_feed(ctx, model, report):
     """The feed of events (--replay's file, a pipe on standard input, or the broker) and its label.
 
     Everything that can fail at start fails here, before the screen is
-    taken: an unreadable --replay file (exit 65), an unreachable broker (69).
+    taken, the source first: an unreadable --replay file (exit 65), an
+    unreachable broker (69, as for every command, terminal or not), then a
+    terminal cev-top cannot draw on (78).
     """
     from celops.commands.cev_cam import reads_broker
     from celops.core.ndjson import Reader
     from celops.top import feeds, terminal
 
     args = ctx.args
-    from_stdin = not args.replay and not reads_broker(args, ctx.io)
-    records = terminal.keyboard_from_tty(from_stdin)
+    source = label = None
     if args.replay:
         try:
             open(args.replay, "rb").close()
         except OSError as exc:
             raise DataError(f"{args.replay}: {exc.strerror or exc}") from None
+        label = f"replay {os.path.basename(args.replay)}"
+    elif reads_broker(args, ctx.io):
+        source, label = feeds.open_events(ctx.broker, args), "live"
+    try:
+        terminal.check_terminal(os.environ)
+        records = terminal.keyboard_from_tty(records_on_stdin=label is None)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
+    if source is not None:
+        return feeds.BrokerEvents(model, source), label
+    if args.replay:
         model.pace = feeds.Pacer(args.speed)
-        return (feeds.RecordEvents(model, Reader([args.replay], None, report), model.pace),
-                f"replay {os.path.basename(args.replay)}")
-    if from_stdin:
-        return feeds.RecordEvents(model, Reader(["-"], records or ctx.io.stdin, report)), "stdin"
-    return feeds.BrokerEvents(model, feeds.open_events(ctx.broker, args)), "live"
+        return feeds.RecordEvents(model, Reader([args.replay], None, report), model.pace), label
+    return feeds.RecordEvents(model, Reader(["-"], records or ctx.io.stdin, report)), "stdin"
 
 
 def main(argv=None, io=None):
