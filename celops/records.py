@@ -59,6 +59,8 @@ RECORDS = {
                      "backlog filled up)",
             "until": "float: epoch seconds, when the stream resumed (resubscribed)",
             "dropped": "int or null: events known dropped, null when unknown (cev-dump cannot count them today)",
+            "from, to": "str: the broker before and after, passwords redacted, when the stream resumed on "
+                        "another host (a Sentinel promotion, the next host of a failover list)",
         },
     },
     "reply": {
@@ -247,3 +249,26 @@ RECORDS = {
     },
 }
 
+
+
+# Constructors: every command builds its records here, never from a literal type string.
+
+GAP, ERROR, EVENT, QUEUE, MESSAGE = "celops-gap", "error", "event", "queue", "message"
+
+
+def gap(reason, since, until, dropped=None, switched=None):
+    """A celops-gap record; ``switched`` is ``(from, to)`` (redacted URLs) when the stream resumed elsewhere."""
+    record = {"type": GAP, "reason": reason, "since": since, "until": until, "dropped": dropped}
+    if switched and switched[0] != switched[1]:
+        record["from"], record["to"] = switched
+    return record
+
+
+def error(message, **fields):
+    """An error record: ``message`` says what went wrong; ``fields`` from its vocabulary (size, queue, key...)."""
+    return {"type": ERROR, "error": message, **fields}
+
+
+def queue(name, **fields):
+    """A queue record (cq-ls, cq-len, cq-purge)."""
+    return {"type": QUEUE, "queue": name, **fields}

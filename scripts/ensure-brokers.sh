@@ -2,7 +2,8 @@
 # Install (as root, from Debian) and start what the tests need when it is missing:
 # redis-server, rabbitmq-server with its management plugin, jq, man and groff (the
 # man pages are checked at 80 columns), zsh, tmux (bash completion is tested in a real
-# shell), npm, curl and openssl (the TLS tests make a throwaway certificate); for the
+# shell), npm, curl and openssl (the TLS tests make a throwaway certificate), postgresql
+# (cev-cam's PostgreSQL history: tests connect as postgres over TCP, trust); for the
 # contrib/ tests, the tools munin-run (munin-node), promtool (prometheus) and
 # systemd-analyze (systemd), without their recommends (no exporters or plug-in
 # collections); their daemons are not used.
@@ -20,6 +21,7 @@ command -v zsh >/dev/null || missing+=(zsh)
 command -v npm >/dev/null || missing+=(npm)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 tools=()
 command -v munin-run >/dev/null || tools+=(munin-node)
 command -v promtool >/dev/null || tools+=(prometheus)
@@ -39,6 +41,17 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
+fi
+
+# The shared PostgreSQL on 5432 is left alone when it runs (tests create private databases).
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "ensure-brokers: starting postgresql on 5432" >&2
+  cluster=$(ls /etc/postgresql | sort -V | tail -1)
+  hba=/etc/postgresql/$cluster/main/pg_hba.conf
+  grep -q '^host all postgres 127.0.0.1/32 trust' "$hba" ||
+    sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"  # the tests' user, local TCP only
+  pg_ctlcluster --skip-systemctl-redirect "$cluster" main start
+  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
 fi
 
 if ! rabbitmqctl -q status >/dev/null 2>&1; then

@@ -12,6 +12,8 @@ import time
 
 from celery import Celery
 
+import tests.control_commands  # noqa: F401  (registers cctl call's custom commands in the worker)
+
 app = Celery("tests", broker=os.environ.get("CELOPS_TEST_BROKER", "redis://127.0.0.1:6379/15"))
 app.conf.update(
     broker_transport_options=json.loads(os.environ.get("CELOPS_TEST_TRANSPORT_OPTIONS") or "{}"),

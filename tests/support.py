@@ -113,9 +113,10 @@ class RecordStream:
 class RedisServer:
     """A throwaway redis-server on a free loopback port, in its own directory."""
 
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, extra_args=()):
         self.directory = directory
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
         self.process = None
 
     def url(self, db=0):
@@ -126,7 +127,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.directory, "--databases", str(DATABASES),
-             "--logfile", os.path.join(self.directory, "redis.log")],
+             "--logfile", os.path.join(self.directory, "redis.log"), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.ping, 20, f"redis-server on port {self.port}")
         return self
@@ -135,7 +136,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up, with or without a password
         except OSError:
             return False
 

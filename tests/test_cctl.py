@@ -12,7 +12,7 @@ import redis
 import requests
 
 from celops.commands.cctl import main
-from celops.core.broadcast import KombuMailbox, open_mailbox
+from celops.core.broadcast import open_mailbox
 from celops.core.broker import Broker
 from celops.core.redact import redact
 from tests import conftest
@@ -310,6 +310,52 @@ def inject_reply(cluster, mailbox, ticket, body):
             body, "reply.celery.pidbox", mailbox.oid, ticket, serializer="json")
 
 
+# ---------------------------------------------------------------- cctl call: custom commands
+
+def test_call_a_custom_control_command(cluster):
+    """The workers guide's increase_prefetch_count (@control_command), read back by an @inspect_command."""
+    before = only_reply(cluster.to_worker("call", "current_prefetch_count"))["prefetch_count"]
+    result = cluster.to_worker("call", "increase_prefetch_count", "n=3")
+    (record,) = replies(result)
+    assert record["command"] == "increase_prefetch_count" and record["worker"] == cluster.worker.hostname
+    assert record["reply"] == {"ok": "prefetch count incremented by 3"}
+    poll_worker(cluster, ["call", "current_prefetch_count"],
+                lambda records: records and records[0]["reply"]["prefetch_count"] == before + 3,
+                "the prefetch count raised by 3")
+
+
+def test_call_types_its_arguments(cluster):
+    """Numbers, booleans, null, lists and objects as JSON; anything else (and a quoted number) as a string."""
+    reply = only_reply(cluster.to_worker(
+        "call", "argument_types", "n=2", "ratio=0.5", "on=true", "off=false", "none=null", "ids=[1, \"a\"]",
+        "name=video", "quoted=\"7\"", "nan=NaN", "empty=", "--json", '{"opts": {"k": 1}}'))
+    assert reply == {"n": ["number", 2], "ratio": ["number", 0.5], "on": ["boolean", True],
+                     "off": ["boolean", False], "none": ["null", None], "ids": ["array", [1, "a"]],
+                     "name": ["string", "video"], "quoted": ["string", "7"], "nan": ["string", "NaN"],
+                     "empty": ["string", ""], "opts": ["object", {"k": 1}]}
+
+
+def test_call_a_builtin_agrees_with_cctl_and_unknown_names_reply_an_error(cluster):
+    assert only_reply(cluster.to_worker("call", "ping")) == only_reply(cluster.to_worker("ping"))
+    error = only_reply(cluster.to_worker("call", "no_such_command"))
+    assert list(error) == ["error"] and "no_such_command" in error["error"]
+
+
+def test_call_usage_errors():
+    for argv, message in (
+            (["call"], "call needs NAME"),
+            (["call", "x", "novalue"], "not KEY=VALUE"),
+            (["call", "x", "a-b=1"], "'a-b' is not an argument name"),
+            (["call", "x", "n=1", "--json", '{"n": 2}'], "n is given twice"),
+            (["call", "x", "--json", "[1]"], "not a JSON object"),
+            (["call", "x", "--json", "{"], "not JSON"),
+            (["ping", "--json", "{}"], "--json does not apply to ping"),
+            (["call", "shutdown"], "shutdown would go to every worker")):
+        result = run_command(main, ["-b", "redis://127.0.0.1:1/0", *argv])
+        assert result.status == 2 and result.stdout == b"", (argv, result)
+        assert result.stderr.startswith("cctl: error: ") and message in result.stderr, (argv, result)
+
+
 def test_usage_errors_come_before_anything_is_sent():
     # an unreachable broker would answer 69: 2 proves nothing was attempted
     for argv in (["shutdown"], ["pool_restart"], ["pool_shrink", "1"], ["rate_limit", "tests.app.add", "fast"],
@@ -347,15 +393,6 @@ def test_no_orphaned_reply_keys_after_a_timeout(fresh_redis_url, start_worker, u
     # the pidbox serves requests in order: once ping is answered, the late stats reply was sent (or dropped)
     assert run_command(main, ["-b", url, "ping", "-d", worker.hostname, "-t", "30"]).status == 0
     assert list(client.scan_iter(match="*reply.celery.pidbox*")) == []
-
-
-def test_kombu_mailbox_on_redis_cleans_up(fresh_redis_url, start_worker):
-    url = fresh_redis_url
-    worker = start_worker(url, concurrency=1)
-    with KombuMailbox(Broker(url, "test"), 5) as mailbox:
-        ticket = mailbox.request("ping", {}, [worker.hostname], expires_in=5)
-        assert next(mailbox.replies(time.monotonic() + 10)) == (ticket, worker.hostname, {"ok": "pong"})
-    assert list(redis.Redis.from_url(url).scan_iter(match="*reply.celery.pidbox*")) == []
 
 
 def test_shutdown_with_destination(fresh_redis_url, start_worker):

@@ -129,6 +129,41 @@ def test_munin_stale_or_missing_history_is_unknown_not_zero(tmp_path):
     assert (status, answer) == (0, "yes\n")
 
 
+def test_munin_live_sample_without_a_history(fresh_redis_url, start_worker, tmp_path, unique):
+    """No env.CELOPS_DATABASE: the task graphs take a short live sample of a real worker's events."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support import send_tasks
+
+    start_worker(fresh_redis_url, queues=[unique], pool="solo", concurrency=1)
+    sample = {"CELOPS_BROKER_URL": fresh_redis_url, "CELOPS_SAMPLE": 3}
+
+    def while_tasks_run(plugin, *mode):
+        """munin-run during a stream of tasks (sent until it returns: the sample starts when cev-cam subscribed)."""
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(munin_fields, tmp_path, plugin, *mode, **sample)
+            while not running.done():
+                send_tasks(fresh_redis_url, unique, "tests.app.add", (1, 2))
+                send_tasks(fresh_redis_url, unique, "tests.app.fail", ("no",))
+            return running.result()
+
+    status, dirty, stderr = while_tasks_run("celops_tasks", "config")
+    assert status == 0, stderr
+    assert dirty["tests_app_add.label"] == "tests.app.add" and "live sample" in dirty["graph_info"]
+    status, values, stderr = while_tasks_run("celops_tasks")
+    assert status == 0, stderr
+    assert int(values["tests_app_add.value"]) > 0 and int(values["tests_app_fail.value"]) > 0
+    status, values, stderr = while_tasks_run("celops_tasks_states")
+    assert status == 0, stderr
+    assert int(values["SUCCESS.value"]) > 0 and int(values["FAILURE.value"]) > 0 and "PENDING.value" in values
+
+    status, values, stderr = munin_fields(tmp_path, "celops_tasks", CELOPS_BROKER_URL="redis://:secret@127.0.0.1:1/0",
+                                          CELOPS_SAMPLE=1)
+    assert status != 0 and values == {} and "cannot reach broker" in stderr and "secret" not in stderr
+    status, answer, _ = munin(tmp_path, "celops_tasks", "autoconf", **sample)
+    assert (status, answer) == (0, "yes\n")
+
+
 def test_munin_queue_lengths_from_cq_len(fresh_redis_url, tmp_path):
     publish(fresh_redis_url, [("celery", 0, (1, 1))] * 3 + [("video.hd", p, (p, 1)) for p in (0, 5, 9)])
     status, config, stderr = munin_fields(tmp_path, "celops_queues", "config", CELOPS_BROKER_URL=fresh_redis_url)
@@ -143,8 +178,9 @@ def test_munin_queue_lengths_from_cq_len(fresh_redis_url, tmp_path):
 
     status, values, stderr = munin_fields(tmp_path, "celops_queues", CELOPS_BROKER_URL="redis://:secret@127.0.0.1:1/0")
     assert status != 0 and values == {} and "cq-len" in stderr and "secret" not in stderr
-    status, suggested, _ = munin(tmp_path, "celops_queues", "suggest", CELOPS_BROKER_URL=fresh_redis_url)
-    assert (status, suggested) == (0, "queues\n")
+    status, suggested, _ = munin(tmp_path, "celops_queues", "suggest", CELOPS_BROKER_URL=fresh_redis_url,
+                                 CELOPS_SAMPLE=1)
+    assert (status, suggested) == (0, "tasks\ntasks_states\nqueues\n")  # the task graphs by live sample
 
 
 # -- Prometheus alert rules -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from celops.commands import cq_peek
-from celops.core import ndjson
+from celops.core import decode, ndjson
 from tests.conftest import run_command
 from tests.queue_support import publish
 from tests.support import poll
@@ -159,7 +159,7 @@ def assert_a_record(record):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(envelopes)
 def test_fuzzed_redis_envelopes_always_give_a_record(value):
-    assert_a_record(cq_peek.redis_message("q", orjson.dumps(value)))
+    assert_a_record(decode.redis_message("q", orjson.dumps(value)))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -170,4 +170,4 @@ def test_fuzzed_redis_envelopes_always_give_a_record(value):
         "content_type": st.sampled_from(["application/json", "undefined", None, 3])}) | json_values})
     | json_values)
 def test_fuzzed_management_api_messages_always_give_a_record(message):
-    assert_a_record(cq_peek.rabbit_message("q", message))
+    assert_a_record(decode.rabbit_message("q", message))

@@ -142,6 +142,22 @@ def test_watch_rides_out_a_redis_restart(tmp_path, unique):
     assert "cq-len: broker back after " in stderr, stderr
 
 
+def test_watch_says_an_unknown_queue_once_not_every_tick(fresh_redis_url, unique):
+    """A long --watch run must not repeat (or pile up) the same problem at every batch."""
+    publish(fresh_redis_url, [(unique, 0, (1, 1))])
+    proc = subprocess.Popen([os.path.join(BIN, "cq-len"), "-b", fresh_redis_url, "--watch", "0.1", unique,
+                             f"{unique}-typo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stream = RecordStream(proc)
+    try:
+        first = stream.until(lambda record: record["queue"] == unique)
+        stream.until(lambda record: record["timestamp"] > first["timestamp"] + 0.25)  # a few ticks later
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stream.finish()
+    stderr = proc.stderr.read().decode()
+    assert stderr.count(f"unknown queue '{unique}-typo'") == 1, stderr
+
+
 def test_a_restricted_acl_user_gets_exit_77_naming_the_command(redis_server, unique):
     """A Redis user without SCAN used to get 'ReplyError: NOPERM ...'."""
     admin = redis.Redis.from_url(redis_server.url())

@@ -12,6 +12,7 @@ them from standard input: plain lines or NDJSON records (see --id-field),
 sent in batches, one broadcast per --batch-size ids.
 """
 
+import argparse
 import time
 from collections import namedtuple
 
@@ -19,6 +20,21 @@ from celops.core import cli
 from celops.core.exits import ExitStatus, UsageError
 
 DEFAULT_ID_FIELDS = ("uuid", "id", "task_id", "request.id")
+
+CALL_HELP = (
+    "cctl call NAME [KEY=VALUE...] [--json OBJECT] sends any command by name: a custom one that the workers "
+    "register with celery.worker.control's @control_command or @inspect_command (which celery's CLI refuses "
+    "to send), or a built-in one with arguments cctl has no option for. Each KEY=VALUE is a keyword argument "
+    "of the command's handler; its VALUE is read as JSON when it is valid JSON and is a string otherwise: "
+    "n=2 sends the number 2, ratio=0.5 a float, flag=true and flag=false booleans, x=null None, "
+    "ids='[\"a\",\"b\"]' a list, opts='{\"k\":1}' an object, name=video the string \"video\", and "
+    "name='\"2\"' the string \"2\". --json OBJECT gives keyword arguments as one JSON object; KEY=VALUE "
+    "pairs are added to it, and a key given twice is a usage error. The replies are collected like any "
+    "other command's, as reply records whose command is NAME. A worker that has no such command replies "
+    "{\"error\": ...}. NAME shutdown, pool_restart or pool_shrink needs -d or --all, as the commands "
+    "themselves do.\n\n"
+    "  cctl call increase_prefetch_count n=3 -d w1@host\n"
+    "  cctl call rate_limit --json '{\"task_name\": \"proj.add\", \"rate_limit\": \"10/m\"}'")
 
 
 def _signal_name(text):
@@ -45,6 +61,35 @@ def _rate(text):
     return text.strip()
 
 
+def _typed_value(text):
+    """A ``call`` argument's value: JSON when it is JSON (42, 1.5, true, null, [1, 2], {"a": 1}, "7"), else the text.
+
+    NaN and Infinity stay text: the pidbox's JSON would not carry them.
+    """
+    import json
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return text
+
+
+def _json_object(text):
+    """``--json``: a JSON object, the keyword arguments of a ``call``."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return value
+
+
 def _command_name(text):
     """celery's ``inspect``/``control`` word is a habit: say so in one line, not with the list of commands.
 
@@ -69,7 +114,9 @@ Command = namedtuple("Command", "summary args optional variadic minimum ids each
 REVOKE_OPTIONS = ("terminate", "signal")
 # the options that belong to some commands only (all off by default)
 COMMAND_OPTIONS = ("include_defaults", "terminate", "signal", "exchange", "exchange_type", "routing_key",
-                   "modules", "reload")
+                   "modules", "reload", "json")
+# how the synopsis shows an option's value
+OPTION_VALUES = {"signal": " SIG", "json": " OBJECT"}
 COMMANDS = {
     # inspect
     "active": Command("tasks being executed", each=True),
@@ -112,6 +159,9 @@ COMMANDS = {
     "revoke_by_stamped_headers": Command("revoke tasks whose stamped headers match KEY=VALUE",
                                          variadic="headers", minimum=1, options=REVOKE_OPTIONS),
     "shutdown": Command("shut workers down (they exit without replying)", destructive=True, silent=True),
+    # any command, custom ones included (celery.worker.control's @control_command and @inspect_command)
+    "call": Command("any command by NAME, with KEY=VALUE arguments (see CALL)", args=(("name", str),),
+                    variadic="pairs", options=("json",)),
 }
 
 
@@ -121,9 +171,11 @@ def synopsis(name, command):
         words.append("ID...|-")
     elif command.variadic == "headers":
         words.append("KEY=VALUE...")
+    elif command.variadic == "pairs":
+        words.append("[KEY=VALUE...]")
     elif command.variadic:
         words.append(f"[{command.variadic.upper()}...]")
-    words += [f"[--{option.replace('_', '-')}]" for option in command.options]
+    words += [f"[--{option.replace('_', '-')}{OPTION_VALUES.get(option, '')}]" for option in command.options]
     return " ".join(words)
 
 
@@ -156,6 +208,8 @@ def build_parser():
     parser.add_argument("--modules", type=cli.name_list("module name"), metavar="M1,M2",
                         help="pool_restart: modules to import (or reload with --reload)")
     parser.add_argument("--reload", action="store_true", help="pool_restart: reload modules already imported")
+    parser.add_argument("--json", type=_json_object, metavar="OBJECT",
+                        help='call: keyword arguments as one JSON object, e.g. \'{"n": 2}\'')
     parser.add_argument("--id-field", action="append", type=cli.name("field name"), metavar="FIELD",
                         help="with -: the field of NDJSON input holding the task id (repeatable; dots walk "
                              f"into objects); default: the first present of {', '.join(DEFAULT_ID_FIELDS)}")
@@ -163,8 +217,10 @@ def build_parser():
                         help="ids per broadcast (default 1000)")
     # `cctl revoke -d w1 ID` puts options between the command's arguments
     parser.parse_args = parser.parse_intermixed_args
+    cli.document_names_input(parser)
     parser.man_sections.append(("COMMANDS", "\n".join(
         f"  {synopsis(name, command):52}  {command.summary}" for name, command in COMMANDS.items())))
+    parser.man_sections.append(("CALL", CALL_HELP))
     parser.man_sections.append(("RECORDS", "\n".join([
         "One line per worker reply, secrets redacted:",
         "",
@@ -190,7 +246,8 @@ def build_parser():
 
 # What validation makes of the command line, before anything is sent: the command, the worker
 # arguments, the variadic values (ids may include "-") and the destination workers.
-Request = namedtuple("Request", "command arguments variadic destination")
+# wire: the command name sent to the workers (status is a ping; call sends its NAME).
+Request = namedtuple("Request", "command arguments variadic destination wire")
 
 
 def parse_request(args):
@@ -215,10 +272,29 @@ def parse_request(args):
     if extra.count("-") > 1 or ("-" in extra and not command.ids):
         raise UsageError(f"{name}: - (ids from stdin) may be given once, to revoke, terminate or query_task")
     destination = list(dict.fromkeys(args.destination or ()))
-    if command.destructive and not destination and not args.all:
-        raise UsageError(f"{name} would go to every worker: name them with -d, or add --all")
-    arguments.update(_option_arguments(args, name, extra))
-    return Request(name, arguments, extra, destination)
+    if name == "call":
+        wire = arguments.pop("name")
+        arguments = _call_arguments(args.json, extra)
+    else:
+        wire = "ping" if name == "status" else name
+        arguments.update(_option_arguments(args, name, extra))
+    # call shutdown needs the same consent as shutdown
+    if COMMANDS.get(wire, command).destructive and not destination and not args.all:
+        raise UsageError(f"{wire} would go to every worker: name them with -d, or add --all")
+    return Request(name, arguments, extra, destination, wire)
+
+
+def _call_arguments(json_object, pairs):
+    """``call``'s keyword arguments: --json's object, then each KEY=VALUE with its value typed (_typed_value)."""
+    arguments = dict(json_object or {})
+    for text in pairs:
+        key, value = _convert("call", "KEY=VALUE", cli.key_value, text)
+        if not key.isidentifier():
+            raise UsageError(f"call: {key!r} is not an argument name (letters, digits and _)")
+        if key in arguments:
+            raise UsageError(f"call: {key} is given twice")
+        arguments[key] = _typed_value(value)
+    return arguments
 
 
 def _convert(name, arg, convert, text):
@@ -232,7 +308,7 @@ def _convert(name, arg, convert, text):
 def _check_options(args, name, command):
     """Command-specific options are refused where they mean nothing."""
     for option in COMMAND_OPTIONS:
-        if getattr(args, option) and option not in command.options:
+        if getattr(args, option) not in (None, False) and option not in command.options:
             raise UsageError(f"--{option.replace('_', '-')} does not apply to {name}")
     if args.signal and not args.terminate:
         raise UsageError("--signal needs --terminate")
@@ -307,7 +383,7 @@ def collect(ctx, request, batches, expected):
 
     args = ctx.args
     deadline = time.monotonic() + args.timeout
-    wire_command = "ping" if request.command == "status" else request.command
+    wire_command = request.wire
     with open_mailbox(ctx.broker, args.timeout, ctx.warn) as mailbox:
         replied = {mailbox.request(wire_command, batch, request.destination, expires_in=args.timeout): set()
                    for batch in batches}
@@ -359,6 +435,7 @@ def each_fields(command, item):
 def summarize(ctx, request, replied, expected):
     """Who did not answer, on stderr always (cron and CI must see it); "2 nodes replied" on a terminal only."""
     workers = set().union(*replied.values())
+    ctx.flush()  # a table on the terminal is drawn at a flush: before the summary, not after it
     if ctx.io.stderr_is_tty():
         ctx.io.stderr.write(f"{len(workers)} node{'s' * (len(workers) != 1)} replied\n")
     missing = [worker for worker in request.destination

@@ -57,9 +57,22 @@ SNAPSHOT_RECORD = (
 )
 
 
+POSTGRESQL_HELP = (
+    "--sink sql --database postgresql://USER:PASSWORD@HOST:PORT/DB (or postgres://; any libpq URL and its "
+    "?options) writes the same history into PostgreSQL through psycopg 3 (pip install 'celops[db]'), "
+    "so that a team shares it and Grafana's PostgreSQL data source charts it. The tables are created when "
+    "missing; each shot is one transaction; --retain works as with SQLite. The password is never shown: "
+    "not in errors and not in ps (the process title masks it). A server that cannot be reached, at start "
+    "or later, ends cev-cam with exit 69; a role refused the tables, 77; other database errors, 73. "
+    "Without a URL --database is an SQLite file, the embedded default. The tables, in PostgreSQL's types "
+    "(record is jsonb; a task outlives the snapshot that wrote it, so snapshot_id is set to null when "
+    "--retain drops that snapshot):")
+
+
 def build_parser():
     from celops.core import sinks
     from celops.core.events import CONNECT_TIMEOUT_HELP, DEFAULT_CONNECT_TIMEOUT, add_source_options
+    from celops.core.scrape import LISTEN_HELP, listen_address
 
     parser = cli.command_parser(
         "cev-cam", __doc__, timeout=DEFAULT_CONNECT_TIMEOUT, timeout_help=CONNECT_TIMEOUT_HELP)
@@ -82,14 +95,18 @@ def build_parser():
     timing.add_argument("--max-workers", type=cli.whole_number(1, cli.MAX_NUMBER), default=5000, metavar="N",
                         help="keep at most N workers, oldest out first (default 5000)")
     output = parser.add_argument_group("sinks")
-    output.add_argument("--sink", choices=("ndjson", "sqlite", "prom"), default="ndjson",
-                        help="where snapshots go (default ndjson: records on stdout)")
+    output.add_argument("--sink", choices=("ndjson", "sql", "sqlite", "prom"), default="ndjson",
+                        help="where snapshots go (default ndjson: records on stdout); sql: a history in SQLite "
+                             "or PostgreSQL (sqlite is its old name)")
     output.add_argument("--tasks", action="store_true",
                         help="ndjson: also a task record per task changed since the last shot")
-    output.add_argument("--database", metavar="PATH", help="sqlite: the database file")
+    output.add_argument("--database", metavar="PATH|URL",
+                        help="sql: an SQLite file, or a postgresql://USER:PASSWORD@HOST/DB URL")
     output.add_argument("--retain", type=cli.positive_float, metavar="DAYS",
-                        help="sqlite: delete rows older than this (at start, then hourly)")
+                        help="sql: delete rows older than this (at start, then hourly)")
     output.add_argument("--textfile", metavar="PATH", help="prom: the file node_exporter reads")
+    output.add_argument("--listen", type=listen_address, metavar="ADDR",
+                        help=f"prom: serve the last shot's metrics at http://ADDR/metrics; ADDR is {LISTEN_HELP}")
     output.add_argument("--camera", "-c", metavar="MODULE.CLASS",
                         help="a celery Polaroid subclass to hand a celery State to, instead of a sink")
     daemon = parser.add_argument_group("daemon")
@@ -101,13 +118,15 @@ def build_parser():
                                 "transaction: a snapshots row (record holds the snapshot as JSON) and an "
                                 "upsert of the changed tasks. The journal is WAL, so a killed writer "
                                 "leaves a readable database."))
+    parser.man_sections.append(("POSTGRESQL", POSTGRESQL_HELP + "\n\n" + sinks.POSTGRESQL_SCHEMA.strip()))
     parser.man_sections.append(("PROMETHEUS METRICS", sinks.PROM_MAPPING))
     parser.man_sections.append(("EXAMPLES", "\n".join([
         "  cev-dump | cev-cam --frequency 5",
         "  cev-cam --once < saved.ndjson | jq .tasks.by_state",
         "  cev-cam --live --duration 60 --once --sink prom --textfile /var/lib/node_exporter/celery.prom",
-        "  cev-cam --live --sink sqlite --database celery.db --retain 7 --detach --pidfile cam.pid "
+        "  cev-cam --live --sink sql --database celery.db --retain 7 --detach --pidfile cam.pid "
         "--logfile cam.log",
+        "  cev-cam --live --frequency 10 --sink sql --database postgresql://cam@db.example/celery --retain 30",
         "  cev-cam --once --tasks < saved.ndjson | jq -c 'select(.state==\"STARTED\")' | cctl revoke -",
         "  cev-cam --live --camera myapp.DumpCam --frequency 2",
     ])))
@@ -135,12 +154,12 @@ class TokenBucket:
 class Camera:
     """The built-in path: the lean State, a sink, --maxrate and --clear-after."""
 
-    def __init__(self, args, out):
+    def __init__(self, args, out, warn=None):
         from celops.core.sinks import open_sink
         from celops.core.state import State
 
         self.state = State(max_tasks=args.max_tasks, max_workers=args.max_workers)
-        self.sink = open_sink(args, out)
+        self.sink = open_sink(args, out, warn)
         self.bucket = args.maxrate and TokenBucket(args.maxrate)
         self.clear_after = args.clear_after
         self.lock = threading.Lock()
@@ -262,14 +281,16 @@ def reads_broker(args, io):
 def check_options(args):
     if args.camera and (args.sink != "ndjson" or args.tasks):
         raise UsageError("--camera replaces the sink: drop --sink/--tasks")
-    if args.sink == "sqlite" and not args.database:
-        raise UsageError("--sink sqlite needs --database PATH")
-    if args.sink == "prom" and not args.textfile:
-        raise UsageError("--sink prom needs --textfile PATH")
-    if args.retain and args.sink != "sqlite":
-        raise UsageError("--retain is for --sink sqlite")
+    if args.sink in ("sql", "sqlite") and not args.database:
+        raise UsageError(f"--sink {args.sink} needs --database PATH or a postgresql:// URL")
+    if args.sink == "prom" and not (args.textfile or args.listen):
+        raise UsageError("--sink prom needs --textfile PATH or --listen ADDR")
+    if args.listen and args.sink != "prom":
+        raise UsageError("--listen is for --sink prom")
+    if args.retain and args.sink not in ("sql", "sqlite"):
+        raise UsageError("--retain is for --sink sql")
     if args.detach and args.sink == "ndjson" and not args.camera:
-        raise UsageError("--detach needs --sink sqlite or prom, or --camera (stdout goes away)")
+        raise UsageError("--detach needs --sink sql or prom, or --camera (stdout goes away)")
 
 
 def run(ctx):
@@ -287,13 +308,13 @@ def run(ctx):
         # who typed the command, not a line in --logfile.
         if source is not None:
             source.connect()
-        camera = open_camera(args, ctx.out)
+        camera = open_camera(args, ctx.out, ctx.warn)
         if args.detach:
             refuse_running(args.pidfile)
             camera.close()  # an SQLite connection must not cross a fork: the daemon opens its own
             camera = None
             detach(args.pidfile, args.logfile)
-            camera = open_camera(args, ctx.out)
+            camera = open_camera(args, ctx.out, ctx.warn)
         elif args.pidfile:
             write_pidfile(args.pidfile)
         if source is not None:
@@ -312,8 +333,8 @@ def run(ctx):
             source.close()
 
 
-def open_camera(args, out):
-    return PolaroidCamera(args) if args.camera else Camera(args, out)
+def open_camera(args, out, warn):
+    return PolaroidCamera(args) if args.camera else Camera(args, out, warn)
 
 
 class BrokerRejects:

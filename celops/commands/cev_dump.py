@@ -17,7 +17,7 @@ import time
 from celops.core import cli
 from celops.core.events import CONNECT_TIMEOUT_HELP, DEFAULT_CONNECT_TIMEOUT, add_source_options
 
-GAP, ERROR = "celops-gap", "error"
+from celops.records import ERROR, GAP
 TASK_NAMES_KEPT = 100_000  # at most, uuid -> task name, for --task on events that do not carry the name
 HEARTBEAT = "worker-heartbeat"
 # The event types celery sends (celery.events.state and the worker's heartbeat); apps may send their own.

@@ -30,6 +30,7 @@ from celops.core import cli
 from celops.core.exits import BrokerUnavailable, ExitStatus, UsageError
 from celops.core.queues import UNACKED_CHUNK, UNACKED_LIMIT, add_queue_argument
 from celops.core.rabbit import add_management_option
+from celops.core.scrape import LISTEN_HELP, listen_address
 
 
 def build_parser():
@@ -44,7 +45,11 @@ def build_parser():
                              "for node_exporter's textfile collector; implies --format prom")
     parser.add_argument("--max", type=int, metavar="N",
                         help="exit 1 when any queue holds more than N messages, or is unknown (for cron alerts)")
+    parser.add_argument("--listen", type=listen_address, metavar="ADDR",
+                        help=f"serve the Prometheus format at http://ADDR/metrics, measured on each scrape; "
+                             f"ADDR is {LISTEN_HELP} (see SCRAPE ENDPOINT)")
     add_management_option(parser)
+    cli.document_names_input(parser)
     parser.man_sections += [
         ("RECORDS",
          '{"type":"queue","queue":NAME,"messages":N,"ready":N,"unacked":N|null,"consumers":N|null,\n'
@@ -85,11 +90,21 @@ def build_parser():
          "--format prom writes the gauges celery_queue_length{queue}, celery_queue_unacked{queue}, "
          "celery_queue_consumers{queue} and celery_queue_priority_length{queue,priority} (Redis); "
          "counts a broker does not know are left out."),
+        ("SCRAPE ENDPOINT",
+         "--listen ADDR serves the same gauges as --format prom at http://ADDR/metrics, through "
+         "prometheus_client's WSGI app, until SIGTERM (exit 0) or Ctrl-C. Each scrape measures the queues "
+         "then and there (a custom collector; one pipelined round trip on Redis, a passive declare per queue "
+         "and one management API call on RabbitMQ), so a scrape is never older than itself and the scrape "
+         "interval is Prometheus' to choose; --watch is not needed and not taken. The broker is measured once "
+         "at start: unreachable then, exit 69. A broker that goes away later makes each scrape a 503 whose "
+         "body says why (Prometheus' up goes to 0, no stale numbers), with one line on stderr when scrapes "
+         "start failing and one when they answer again; the next scrape reconnects."),
         ("EXAMPLES",
          "  cq-len\n  cq-len celery video -t 2\n  cq-ls | grep -v test | cq-len -\n"
          "  cq-len --textfile /var/lib/node_exporter/celery.prom    # from cron\n"
          "  cq-len --max 1000 video >/dev/null || echo 'backlog (or no queue video)!'\n"
-         "  cq-len --watch 5 | jq -c '[.timestamp, .queue, .messages]'"),
+         "  cq-len --watch 5 | jq -c '[.timestamp, .queue, .messages]'\n"
+         "  cq-len --listen 127.0.0.1:9809    # for Prometheus to scrape"),
     ]
     return parser
 
@@ -100,10 +115,14 @@ def run(ctx):
     args = ctx.args
     if args.watch and args.max is not None:
         raise UsageError("--max is for one-shot runs (cron); it cannot be used with --watch")
+    if args.listen and (args.watch or args.max is not None or args.textfile):
+        raise UsageError("--listen measures on each scrape: it takes no --watch, --max or --textfile")
     if args.textfile:
         args.format = "prom"
     broker = ctx.broker
     names, bad_lines = _queue_names(ctx)
+    if args.listen:
+        return _serve(ctx, broker, names)
     report = QueueReport(ctx, records_on_stdout=args.format != "prom")
     measure = _measurer(ctx, broker, names)
     while True:
@@ -133,19 +152,17 @@ def run(ctx):
 
 
 def _ride_out(ctx, outage, reconnect):
-    """Say the broker went away, then ``reconnect()`` with backoff until it answers; returns what it gave."""
-    from celops.core.events import _backoff
+    """Say the broker went away, then ``reconnect()`` with backoff until it answers (the new master, the next
+    host: ``celops.core.reconnect``); say where it came back; returns what ``reconnect`` gave."""
+    import threading
+
+    from celops.core.reconnect import Reconnection
 
     ctx.warn(f"{outage}; retrying")
-    since = time.monotonic()
-    for delay in _backoff():
-        time.sleep(delay)
-        try:
-            connected = reconnect()
-        except BrokerUnavailable:
-            continue
-        ctx.warn(f"broker back after {time.monotonic() - since:.1f} s")
-        return connected
+    reconnection = Reconnection(ctx.broker, outage.reason)
+    connected = reconnection.attempt(reconnect, threading.Event())
+    ctx.warn(reconnection.warning())
+    return connected
 
 
 def _queue_names(ctx):
@@ -166,32 +183,31 @@ def _measurer(ctx, broker, names):
 
     None ``names`` means every queue the broker has, and the -A app's.
     """
-    timeout = ctx.args.timeout
-    if broker.transport == "redis":
-        from celops.core.queues import existing_queues, redis_client, redis_lengths
-
-        client = redis_client(broker, timeout, ctx.warn)
-
-        def measure():
-            queues = names if names is not None else sorted(
-                {*existing_queues(broker, timeout, client=client), *(broker.queues or [])})
-            return redis_lengths(broker, client, queues, ctx.warn)
-        return measure
-
-    from celops.core.queues import rabbit_lengths
-
-    connection = broker.kombu(timeout)
-
-    def measure():
-        try:
-            return rabbit_lengths(broker, connection, names, timeout, ctx.args.management_url, ctx.warn)
-        except connection.connection_errors as exc:
-            raise BrokerUnavailable(broker.url, str(exc) or type(exc).__name__) from exc
-    return measure
+    return broker.transport.measurer(names, ctx.args.timeout, ctx.args.management_url, ctx.warn)
 
 
 def _write_prometheus(ctx, records):
     from prometheus_client import CollectorRegistry, generate_latest
+
+    families = _prometheus_families(records)
+
+    class Batch:
+        def collect(self):
+            return families
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Batch())
+    if ctx.args.textfile:
+        from celops.core.outfiles import write_textfile
+
+        write_textfile(ctx.args.textfile, registry)
+    else:
+        ctx.io.stdout.write(generate_latest(registry))
+        ctx.io.stdout.flush()
+
+
+def _prometheus_families(records):
+    """The gauges of one batch of queue records (error records have no counts: they are left out)."""
     from prometheus_client.core import GaugeMetricFamily
 
     gauges = {
@@ -208,20 +224,54 @@ def _write_prometheus(ctx, records):
                 gauge.add_metric([record["queue"]], record[field])
         for step, length in (record["by_priority"] or {}).items():
             by_priority.add_metric([record["queue"], step], length)
+    return [*gauges.values(), by_priority]
 
-    class Batch:
-        def collect(self):
-            return [*gauges.values(), by_priority]
 
+class ScrapeCollector:
+    """--listen: every scrape measures the queues anew (one pipelined round trip on Redis).
+
+    Scrapes may come at once (one thread each): they take turns on the one
+    connection. A broker gone makes the scrape a 503 (see celops.core.scrape)
+    and the next scrape connects afresh. An unknown queue or a bad key is
+    said once on stderr, not at every scrape; it has no series.
+    """
+
+    def __init__(self, ctx, connect):
+        import threading
+
+        from celops.core.queues import QueueReport
+
+        self.report = QueueReport(ctx, records_on_stdout=False)  # says each queue's problem once a run
+        self.connect = connect
+        self.measure = None
+        self.lock = threading.Lock()
+
+    def collect(self):
+        with self.lock:
+            try:
+                self.measure = self.measure or self.connect()
+                return _prometheus_families(self.report.sorted_out(self.measure()))
+            except BrokerUnavailable:
+                self.measure = None
+                raise
+
+
+def _serve(ctx, broker, names):
+    """--listen: measure once now (an unreachable broker is exit 69 here), then serve until SIGTERM."""
+    from prometheus_client import CollectorRegistry
+
+    from celops.core.scrape import Endpoint, serve_until_stopped
+
+    collector = ScrapeCollector(ctx, lambda: _measurer(ctx, broker, names))
+    collector.collect()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Batch())
-    if ctx.args.textfile:
-        from celops.core.outfiles import write_textfile
-
-        write_textfile(ctx.args.textfile, registry)
-    else:
-        ctx.io.stdout.write(generate_latest(registry))
-        ctx.io.stdout.flush()
+    registry.register(collector)
+    endpoint = Endpoint(registry, ctx.args.listen, ctx.warn)
+    try:
+        serve_until_stopped()
+    finally:
+        endpoint.close()
+    return ExitStatus.OK
 
 
 def main(argv=None, io=None):

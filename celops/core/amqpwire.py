@@ -22,8 +22,8 @@ FRAME_MAX = 131072  # what we offer; the server may lower it in Tune
 CHANNEL = 1  # the one channel a session uses
 
 # (class id, method id) of the methods used here, packed as they start a method frame.
-START, START_OK, TUNE, TUNE_OK, OPEN, OPEN_OK, CLOSE, CLOSE_OK = (
-    pack(">HH", 10, method) for method in (10, 11, 30, 31, 40, 41, 50, 51))
+START, START_OK, TUNE, TUNE_OK, OPEN, OPEN_OK, CLOSE, CLOSE_OK, BLOCKED, UNBLOCKED = (
+    pack(">HH", 10, method) for method in (10, 11, 30, 31, 40, 41, 50, 51, 60, 61))
 CHANNEL_OPEN, CHANNEL_OPEN_OK, CHANNEL_CLOSE, CHANNEL_CLOSE_OK = (
     pack(">HH", 20, method) for method in (10, 11, 40, 41))
 EXCHANGE_DECLARE, EXCHANGE_DECLARE_OK = (pack(">HH", 40, method) for method in (10, 11))
@@ -35,6 +35,14 @@ BASIC_CLASS = 60
 
 # Basic properties, in flag order from the high bit: the three a pidbox message has.
 CONTENT_TYPE, CONTENT_ENCODING, HEADERS, DELIVERY_MODE, PRIORITY = (1 << 15, 1 << 14, 1 << 13, 1 << 12, 1 << 11)
+
+
+class Blocked(ConnectionError):
+    """RabbitMQ blocked the connection (Connection.Blocked): a memory or disk alarm, nothing published goes on."""
+
+    def __init__(self, reason):
+        super().__init__(f"blocked by the broker ({reason or 'a resource alarm'}): RabbitMQ accepts no messages "
+                         "until its memory or disk alarm clears")
 
 
 class AmqpError(ConnectionError):
@@ -161,6 +169,19 @@ class Connection:
         self._delivery = None  # [headers, expected size, body chunks] while a message comes in
 
     @classmethod
+    def connect(cls, broker, timeout):
+        """``open`` on the first endpoint of ``broker``'s failover list that answers, within ``timeout`` each."""
+        from celops.core.broker import within
+
+        def attempt():
+            host, port, vhost = broker.host, broker.port or (5671 if broker.secure else 5672), broker.vhost
+            username, password = broker.username or "guest", broker.password or "guest"
+            wrap = broker.wrap_tls if broker.secure else None
+            return within(timeout, lambda: cls.open(host, port, username, password, vhost, timeout, wrap), broker.url)
+
+        return broker.connect(timeout, attempt)
+
+    @classmethod
     def open(cls, host, port, username, password, vhost, timeout, wrap=None):
         """Connect, log in (PLAIN) and open the channel; ``wrap(sock)`` adds TLS when given."""
         sock = socket.create_connection((host, port), timeout=timeout)
@@ -178,7 +199,9 @@ class Connection:
     def _handshake(self, username, password, vhost):
         self.sock.sendall(PROTOCOL_HEADER)
         self._wait(START, channel=0)
-        properties = {"product": "celops", "capabilities": {"authentication_failure_close": True}}
+        # connection.blocked: under a memory or disk alarm RabbitMQ says so, rather than leaving us waiting
+        properties = {"product": "celops", "capabilities": {"authentication_failure_close": True,
+                                                             "connection.blocked": True}}
         self._send_method(0, START_OK + table(properties) + shortstr("PLAIN")
                           + longstr(f"\0{username}\0{password}") + shortstr("en_US"))
         tune = self._wait(TUNE, channel=0)
@@ -281,6 +304,8 @@ class Connection:
             method = payload[:4]
             if method == DELIVER:
                 self._delivery = [None, 0, []]
+            elif method == BLOCKED:
+                raise Blocked(_shortstr_at(payload, 4)[0])
             elif method in (CLOSE, CHANNEL_CLOSE):
                 code, pos = unpack_from(">H", payload, 4)[0], 6
                 text = _shortstr_at(payload, pos)[0]

@@ -12,15 +12,15 @@ queue is removed when the session closes, timeouts included: no orphaned
 ``*.reply.celery.pidbox`` keys on Redis (celery issue 6089).
 
 Start-up time is most of a ``cctl ping``, and importing kombu (and redis-py)
-costs more than the rest of it: so on plain ``redis://`` the session speaks
-the Redis protocol itself, on ``amqp://``/``amqps://`` the few AMQP methods
-it needs (``amqpwire``), and every other URL (``rediss://``) goes through
-kombu.
+costs more than the rest of it: so on Redis (``redis://``, ``rediss://``,
+Sentinel, sockets) the session speaks the Redis protocol itself, and on
+``amqp://``/``amqps://`` the few AMQP methods it needs (``amqpwire``). The
+transport (``broker.transport.open_mailbox``) picks which.
 """
 
 import base64
+import contextlib
 import os
-import socket
 import time
 
 MAILBOX_NAME = "celery"
@@ -60,11 +60,7 @@ def open_mailbox(broker, timeout, warn=None):
 
     ``warn`` says what a Redis session inferred about the cluster (see RedisMailbox).
     """
-    if broker.url.startswith("redis://"):
-        return RedisMailbox(broker, timeout, warn)
-    if broker.transport == "amqp":
-        return AmqpMailbox(broker, timeout)
-    return KombuMailbox(broker, timeout)
+    return broker.transport.open_mailbox(timeout, warn)
 
 
 class _Session:
@@ -197,12 +193,9 @@ class AmqpMailbox(_Session):
     def __init__(self, broker, timeout):
         super().__init__()
         from celops.core.amqpwire import Connection
-        from celops.core.broker import within
 
-        self.connection = within(timeout, lambda: Connection.open(
-            broker.host, broker.port or (5671 if broker.secure else 5672), broker.username or "guest",
-            broker.password or "guest", broker.vhost, timeout, broker.wrap_tls if broker.secure else None),
-            broker.url)
+        self.connection = Connection.connect(broker, timeout)
+        self.url = broker.url
         connection = self.connection
         connection.exchange_declare(REPLY_EXCHANGE, "direct")
         connection.queue_declare(self.reply_queue, {
@@ -214,13 +207,26 @@ class AmqpMailbox(_Session):
     def _publish(self, body, headers):
         import orjson
 
-        self.connection.publish(EXCHANGE, "", orjson.dumps(body), headers, "application/json")
+        with self._plain_words():
+            self.connection.publish(EXCHANGE, "", orjson.dumps(body), headers, "application/json")
 
     def _receive(self, remaining):
         import json  # see RedisMailbox._receive
 
-        for headers, body in self.connection.drain(remaining):
+        with self._plain_words():
+            received = self.connection.drain(remaining)
+        for headers, body in received:
             yield headers.get("ticket"), json.loads(body)
+
+    @contextlib.contextmanager
+    def _plain_words(self):
+        """A lost connection, a close from the broker or a block (resource alarm) as BrokerUnavailable."""
+        from celops.core.exits import BrokerUnavailable
+
+        try:
+            yield
+        except OSError as exc:
+            raise BrokerUnavailable(self.url, str(exc) or type(exc).__name__) from exc
 
     def close(self):
         try:
@@ -228,46 +234,3 @@ class AmqpMailbox(_Session):
             self.connection.queue_delete(self.reply_queue)
         finally:
             self.connection.close()
-
-
-class KombuMailbox(_Session):
-    """The same session through kombu, for rediss:// and whatever else kombu speaks."""
-
-    def __init__(self, broker, timeout):
-        super().__init__()
-        from kombu import Consumer, Exchange, Producer, Queue
-
-        self.connection = broker.kombu(timeout)
-        channel = self.connection.default_channel
-        self.exchange = Exchange(EXCHANGE, "fanout", durable=False, delivery_mode="transient")
-        reply_exchange = Exchange(REPLY_EXCHANGE, "direct", durable=False, delivery_mode="transient")
-        self.queue = Queue(self.reply_queue, exchange=reply_exchange, routing_key=self.oid, durable=False,
-                           auto_delete=True, expires=REPLY_QUEUE_EXPIRES, message_ttl=REPLY_MESSAGE_TTL)(channel)
-        self.queue.declare()
-        self._inbox = []
-        self.consumer = Consumer(channel, [self.queue], accept=["json"], no_ack=True,
-                                 callbacks=[lambda body, message: self._inbox.append(
-                                     (message.headers.get("ticket"), body))])
-        self.consumer.consume()
-        self.producer = Producer(channel, exchange=self.exchange, serializer="json", auto_declare=True)
-
-    def _publish(self, body, headers):
-        self.producer.publish(body, headers=headers)
-
-    def _receive(self, remaining):
-        """What the consumer's callback put in ``self._inbox``, waiting up to ``remaining`` s for some."""
-        if not self._inbox:
-            try:
-                self.connection.drain_events(timeout=remaining)
-            except socket.timeout:
-                return []
-        received = self._inbox[:]
-        del self._inbox[:]  # in place: the consumer holds this very list
-        return received
-
-    def close(self):
-        try:
-            self.consumer.cancel()  # first: RabbitMQ cancels consumers of a deleted queue, loudly
-            self.queue.delete()
-        finally:
-            self.connection.release()

@@ -22,50 +22,191 @@ DEFAULT_TIMEOUT = 5.0
 REDIS_SEP = "\x06\x16"
 REDIS_PRIORITY_STEPS = (0, 3, 6, 9)
 
-_TRANSPORTS = {"redis": "redis", "rediss": "redis", "amqp": "amqp", "amqps": "amqp",
-               "pyamqp": "amqp", "librabbitmq": "amqp"}
+# URL scheme -> broker kind; every form celery accepts.
+_KINDS = {"redis": "redis", "rediss": "redis", "redis+socket": "redis", "sentinel": "redis", "sentinels": "redis",
+          "amqp": "amqp", "amqps": "amqp", "pyamqp": "amqp", "librabbitmq": "amqp"}
+
+
+def split_failover_list(text):
+    """``a;b;c`` (celery's failover list in one string) as its URLs, blanks dropped."""
+    return [part.strip() for part in text.split(";") if part.strip()]
+
+
+class Endpoint(namedtuple("Endpoint", "url scheme kind query")):
+    """One URL of a failover list, checked: its scheme is one celery knows, its port a number, its db a number."""
+
+    @classmethod
+    def parse(cls, url):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- raises on a port that is not a number
+        except ValueError as exc:  # a port that is not a number, an unclosed [IPv6 bracket
+            raise UsageError(f"bad broker URL {redact_url(url)}: {redact_url(str(exc))}") from None
+        kind = _KINDS.get(parts.scheme)
+        if kind is None:
+            raise UsageError(f"unsupported broker URL scheme {parts.scheme!r} in {redact_url(url)} "
+                             "(use redis://, rediss://, redis+socket://, sentinel://, amqp:// or amqps://)")
+        database = parts.path.strip("/")
+        if kind == "redis" and parts.scheme != "redis+socket" and database and not database.isdigit():
+            raise UsageError(f"bad broker URL {redact_url(url)}: the Redis database must be a number, "
+                             f"not {database!r}")
+        if parts.scheme == "redis+socket" and not parts.path:
+            raise UsageError(f"bad broker URL {redact_url(url)}: give the socket's path, "
+                             "redis+socket:///run/redis.sock")
+        return cls(url, parts.scheme, kind, {key: values[-1] for key, values in parse_qs(parts.query).items()})
+
+    @property
+    def sentinel(self):
+        return self.scheme in ("sentinel", "sentinels")
+
+    @property
+    def redacted(self):
+        return redact_url(self.url)
 
 
 class Broker:
-    """A resolved broker: its URL, transport options, the app's queues, and where it came from."""
+    """A resolved broker: its endpoints (a failover list), transport options, the app's queues, where it came from.
 
-    def __init__(self, url, source, transport_options=None, queues=None, app=None):
-        self.url = url
+    ``url``, ``host``, ``port``... describe the endpoint in use: the first one
+    until ``connect`` has found one that answers (for Sentinel: the master it
+    named). ``transport`` is the one object that talks to this kind of broker.
+    """
+
+    def __init__(self, url, source, transport_options=None, queues=None, app=None, failover_strategy=None):
         self.source = source
         self.transport_options = dict(transport_options or {})
         self.queues = queues
         self.app = app
-        try:
-            parts = urlsplit(url)
-            self.port = parts.port
-        except ValueError as exc:  # a port that is not a number, an unclosed [IPv6 bracket
-            raise UsageError(f"bad broker URL {redact_url(url)}: {redact_url(str(exc))}") from None
-        self.transport = _TRANSPORTS.get(parts.scheme)
-        if self.transport is None:
-            raise UsageError(f"unsupported broker URL scheme {parts.scheme!r} in {redact_url(url)} "
-                             "(use redis://, rediss://, amqp:// or amqps://)")
+        self.trace = None  # --debug: a function that prints each host tried
+        self.endpoints = [Endpoint.parse(text) for text in split_failover_list(url)]
+        if not self.endpoints:
+            raise UsageError(f"empty broker URL list {redact_url(url)!r}")
+        kinds = {endpoint.kind for endpoint in self.endpoints}
+        if len(kinds) > 1:
+            raise UsageError(f"the failover list {redact_url(url)} mixes Redis and RabbitMQ URLs")
+        self.kind = kinds.pop()
+        self.sentinel = any(endpoint.sentinel for endpoint in self.endpoints)
+        if self.sentinel and not all(endpoint.sentinel for endpoint in self.endpoints):
+            raise UsageError(f"the failover list {redact_url(url)} mixes Sentinel and plain Redis URLs")
+        self.failover_strategy = failover_strategy or "round-robin"
+        self.listed_url = ";".join(endpoint.url for endpoint in self.endpoints)
+        self.use(self.endpoints[0].url)
+        self._transport = None
+
+    def __repr__(self):
+        return f"<Broker {redact_url(self.listed_url)} from {self.source}>"
+
+    def use(self, url):
+        """Make ``url`` (one endpoint, or the master a Sentinel named) the one in use."""
+        parts = urlsplit(url)
+        self.url = url
+        self.port = parts.port
         self.host = parts.hostname or "localhost"
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.path = parts.path
-        if self.transport == "redis" and self.path.strip("/") and not self.path.strip("/").isdigit():
-            raise UsageError(f"bad broker URL {redact_url(url)}: the Redis database must be a number, "
-                             f"not {self.path.strip('/')!r}")
+        self.socket_path = parts.path if parts.scheme == "redis+socket" else None
 
-    def __repr__(self):
-        return f"<Broker {self.redacted_url} from {self.source}>"
+    @property
+    def transport(self):
+        """The RedisTransport or RabbitTransport of this broker, created once."""
+        if self._transport is None:
+            if self.kind == "redis":
+                from celops.core.redis_transport import RedisTransport as transport_class
+            else:
+                from celops.core.rabbit_transport import RabbitTransport as transport_class
+            self._transport = transport_class(self)
+        return self._transport
 
     @property
     def redacted_url(self):
         return redact_url(self.url)
+
+    # Failover and Sentinel ----------------------------------------------------
+
+    def connect(self, timeout, attempt):
+        """``attempt()`` on each endpoint in failover order until one answers; returns what it returned.
+
+        ``attempt`` connects to the endpoint in use (``self.url``). With
+        Sentinel each Sentinel is asked for the master first (see
+        ``sentinel.py``). The endpoint that answered stays in use, so that a
+        reconnection tries it first; every host tried shows in --debug and,
+        when none answered, in the error.
+        """
+        failures = []
+        for endpoint in self.failover_order():
+            try:
+                if endpoint.sentinel:
+                    from celops.core.sentinel import master_url
+
+                    self.use(endpoint.url)
+                    self._trace(f"asking Sentinel {endpoint.redacted} for master {self.master_name!r}")
+                    self.use(master_url(self, endpoint, timeout))
+                else:
+                    self.use(endpoint.url)
+                self._trace(f"trying {self.redacted_url}")
+                return attempt()
+            except BrokerUnavailable as exc:
+                self._trace(f"{exc.reason}")
+                failures.append((endpoint, exc))
+        if len(failures) == 1:
+            raise failures[0][1]
+        tried = "; ".join(f"{endpoint.redacted}: {exc.reason}" for endpoint, exc in failures)
+        raise BrokerUnavailable(self.listed_url, f"no host of the failover list answered ({tried})")
+
+    def failover_order(self):
+        """The endpoints in the order to try them: the one in use first, then the next ones (round-robin),
+        or at random (``broker_failover_strategy`` "shuffle"), or as the app's own strategy function orders them.
+        """
+        endpoints = list(self.endpoints)
+        strategy = self.failover_strategy
+        if callable(strategy):
+            import itertools
+
+            return list(itertools.islice(strategy(endpoints), len(endpoints)))
+        if strategy == "shuffle":
+            import random
+
+            random.shuffle(endpoints)
+            return endpoints
+        current = next((i for i, endpoint in enumerate(endpoints) if endpoint.url == self.url), 0)
+        return endpoints[current:] + endpoints[:current]
+
+    @property
+    def master_name(self):
+        """The Sentinel master name: ``?master_name=`` in the URL, else the transport option ``master_name``."""
+        for endpoint in self.endpoints:
+            if endpoint.query.get("master_name"):
+                return endpoint.query["master_name"]
+        name = self.transport_options.get("master_name")
+        if not name:
+            raise UsageError("a sentinel:// URL needs the master's name: add ?master_name=NAME to the URL, or "
+                             "use -A with broker_transport_options={'master_name': NAME}")
+        return name
+
+    @property
+    def sentinel_password(self):
+        """The Sentinels' own password (kombu's ``sentinel_kwargs``), never the master's one of the URL."""
+        for endpoint in self.endpoints:
+            if endpoint.query.get("sentinel_password"):
+                return endpoint.query["sentinel_password"]
+        return (self.transport_options.get("sentinel_kwargs") or {}).get("password")
+
+    def _trace(self, message):
+        if self.trace is not None:
+            self.trace(redact_url(message))
 
     # Redis key layout -------------------------------------------------------
 
     @property
     def db(self):
         """The Redis database number from the URL path (``/3``) or ``?db=``, default 0."""
-        digits = self.path.strip("/")
-        return int(digits) if digits.isdigit() else int(self.transport_options.get("db", 0) or 0)
+        digits = "" if self.socket_path else self.path.strip("/")
+        if digits.isdigit():
+            return int(digits)
+        query = parse_qs(urlsplit(self.url).query)
+        given = (query.get("db") or query.get("virtual_host") or [self.transport_options.get("db", 0)])[-1]
+        return int(given or 0)
 
     @property
     def keyprefix(self):
@@ -114,7 +255,7 @@ class Broker:
 
     @property
     def secure(self):
-        return self.url.split(":", 1)[0] in ("rediss", "amqps")
+        return self.url.split(":", 1)[0] in ("rediss", "amqps", "sentinels")
 
     @property
     def tls(self):
@@ -172,7 +313,7 @@ class Broker:
             return False
         self.tls_context()  # the same checks of the files, in the same words
         tls = self.tls
-        if self.transport == "redis":
+        if self.kind == "redis":
             return {"ssl_cert_reqs": "required" if tls.verify else "none", "ssl_ca_certs": tls.cafile,
                     "ssl_certfile": tls.certfile, "ssl_keyfile": tls.keyfile, "ssl_check_hostname": tls.verify}
         options = {"cert_reqs": ssl.CERT_REQUIRED if tls.verify else ssl.CERT_NONE, "ca_certs": tls.cafile,
@@ -187,14 +328,19 @@ class Broker:
         One attempt, no retry: kombu's ``connect()`` retries once after two
         seconds, so a refused port took 2.2 s to report whatever -t said.
         """
+        return self.connect(timeout, lambda: self._kombu_here(timeout))
+
+    def _kombu_here(self, timeout):
+        """kombu on the endpoint in use (for Sentinel: the master's redis:// URL, found by ``connect``)."""
         import kombu
 
         parts = urlsplit(self.url.replace("pyamqp://", "amqp://", 1))
         query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
-                 if not key.startswith("ssl_")]  # TLS goes in ``ssl=``, read by ``tls``
+                 if not key.startswith("ssl_") and key not in CELOPS_QUERY]  # TLS goes in ``ssl=``, read by ``tls``
         url = urlunsplit(parts._replace(query=urlencode(query)))
-        transport_options = dict(self.transport_options)
-        if self.transport == "redis":
+        transport_options = {key: value for key, value in self.transport_options.items()
+                             if key not in ("master_name", "sentinel_kwargs")}
+        if self.kind == "redis":
             transport_options.setdefault("socket_connect_timeout", timeout)
         ssl_options = self.kombu_ssl()
 
@@ -202,7 +348,7 @@ class Broker:
             connection = kombu.Connection(url, connect_timeout=timeout, ssl=ssl_options,
                                           transport_options=transport_options)
             connection.ensure_connection(max_retries=0, reraise_as_library_errors=False)
-            if self.transport == "redis":  # kombu's redis transport connects lazily: prove it
+            if self.kind == "redis":  # kombu's redis transport connects lazily: prove it
                 connection.default_channel.client.ping()
             return connection
 
@@ -210,6 +356,8 @@ class Broker:
 
 
 TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+# Query options celops reads itself and never hands to kombu.
+CELOPS_QUERY = ("master_name", "sentinel_password")
 
 
 # A CA file to trust instead of the system's, a client certificate and key (paths or None), check or not.
@@ -289,7 +437,9 @@ def resolve(args, environ=os.environ):
     url, source = next((url, source) for url, source in candidates if url)
     transport_options = app.conf.broker_transport_options if app else {}
     queues = list(app.amqp.queues) if app else None
-    return Broker(url, source, transport_options=transport_options, queues=queues, app=app)
+    strategy = app.conf.broker_failover_strategy if app else None
+    return Broker(url, source, transport_options=transport_options, queues=queues, app=app,
+                  failover_strategy=strategy)
 
 
 def load_app(spec):
@@ -308,11 +458,9 @@ def load_app(spec):
 
 
 def app_broker_url(app):
-    """The app's write broker URL with its password (redacted only when shown)."""
+    """The app's write broker URL, a failover list joined by ``;``, with its password (redacted only when shown)."""
     conf = app.conf
     url = conf.broker_write_url or conf.broker_url
-    if isinstance(url, (list, tuple)):  # failover lists: the first is the primary
-        url = url[0]
-    if url and ";" in url:
-        url = url.split(";", 1)[0]
+    if isinstance(url, (list, tuple)):  # a failover list as a list
+        url = ";".join(url)
     return url or app.connection_for_write().as_uri(include_password=True)

@@ -167,7 +167,8 @@ def command_parser(prog, description, *, broker=True, timeout=None, timeout_help
     if broker:
         common.add_argument(
             "-b", "--broker", metavar="URL",
-            help="broker URL (redis://, rediss://, amqp://, amqps://); default: $CELOPS_BROKER_URL, "
+            help="broker URL (redis://, rediss://, redis+socket://, sentinel://...?master_name=NAME, amqp://, "
+                 "amqps://), or a failover list of them separated by ';'; default: $CELOPS_BROKER_URL, "
                  "$CELERY_BROKER_URL, the -A app's broker_url, then redis://localhost:6379/0")
         common.add_argument(
             "-A", "--app", metavar="MODULE[:ATTR]",
@@ -176,7 +177,7 @@ def command_parser(prog, description, *, broker=True, timeout=None, timeout_help
         "-t", "--timeout", type=positive_float, default=timeout, metavar="SECONDS",
         help=timeout_help or "give up on the broker after this long")
     common.add_argument("-u", "--unbuffered", action="store_true",
-                        help="flush after every record (the default on a terminal)")
+                        help="flush after every record (NDJSON does on a terminal by itself)")
     add_format_option(common, formats or {})
     common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     common.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -386,6 +387,11 @@ class Context:
                 self._out = Writer(self.io.stdout, flush_each=self.args.unbuffered or terminal)
         return self._out
 
+    def flush(self):
+        """Flush what was written so far (a table draws its batch), if anything was."""
+        if self._out is not None:
+            self._out.flush()
+
     @property
     def broker(self):
         """The resolved broker (see ``celops.core.broker.resolve``)."""
@@ -393,6 +399,8 @@ class Context:
             from celops.core.broker import resolve
 
             self._broker = resolve(self.args, os.environ)
+            if getattr(self.args, "debug", False):
+                self._broker.trace = lambda message: self.warn(f"debug: {message}")
         return self._broker
 
     def reader(self):
@@ -422,8 +430,7 @@ def execute(build_parser, run, argv=None, io=None):
 
         hide_passwords(argv)
         status = run(ctx)
-        if ctx._out is not None:
-            ctx._out.flush()
+        ctx.flush()
         return int(status if status is not None else ExitStatus.OK)
     except _ParserExit as exc:
         return exc.status

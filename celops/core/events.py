@@ -52,8 +52,10 @@ from binascii import a2b_base64
 
 from orjson import loads
 
+from celops import records
 from celops.core import cli
-from celops.core.exits import BrokerUnavailable, UsageError
+from celops.core.exits import BrokerUnavailable
+from celops.core.reconnect import Reconnection
 
 DEFAULT_BUFFER_MB = 256
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -65,8 +67,8 @@ CELERY_QUEUE_EXPIRES = 60.0  # celery's event_queue_expires
 ENABLE_EVENTS_EVERY = 5.0  # as Flower does
 NAMED_QUEUE_PREFETCH = 5000
 RECV_BYTES = 1 << 22
-BACKOFF_MAX = 5.0
 READER_SWITCH_INTERVAL = 0.0005
+MASTER_CHECK_EVERY = 0.5  # seconds between ROLE checks of a master found through Sentinel
 
 
 def add_source_options(parser):
@@ -91,12 +93,8 @@ def add_source_options(parser):
     return group
 
 
-def gap_record(reason, since, until, dropped=None):
-    return {"type": "celops-gap", "reason": reason, "since": since, "until": until, "dropped": dropped}
-
-
 def error_record(error, size, received, **extra):
-    return {"type": "error", "error": error, "size": size, "local_received": received, **extra}
+    return records.error(error, size=size, local_received=received, **extra)
 
 
 class _ReaderFailed:
@@ -171,11 +169,7 @@ class EventSource:
     @staticmethod
     def from_args(broker, args):
         """The source for ``broker``'s transport, configured by the options of ``add_source_options``."""
-        if broker.transport == "redis":
-            if args.queue or args.ttl or args.expires:
-                raise UsageError("--queue, --ttl and --expires apply to RabbitMQ only")
-            return RedisEventSource(broker, args)
-        return AmqpEventSource(broker, args)
+        return broker.transport.event_source(args)
 
     # Lifecycle -------------------------------------------------------------
 
@@ -320,14 +314,6 @@ def _is_event(value):
     return type(value) is dict and value.get("type").__class__ is str
 
 
-def _backoff():
-    """0.1 s, doubling, at most BACKOFF_MAX."""
-    delay = 0.1
-    while True:
-        yield delay
-        delay = min(delay * 2, BACKOFF_MAX)
-
-
 # Redis ----------------------------------------------------------------------
 
 
@@ -350,6 +336,31 @@ class RedisEventSource(EventSource):
 
     def _connect_first(self):
         self._sock = self._connect()
+
+    def start(self):
+        super().start()
+        if self.broker.sentinel:
+            self._spawn(self._watch_master, "celops-events-sentinel")
+
+    def _watch_master(self):
+        """Through Sentinel: drop the subscription once its master is demoted, so the reader goes to the new one
+        (a demoted master keeps the subscription open, but nobody publishes there any more)."""
+        from celops.core.resp import Redis
+
+        client = None
+        while not self._stop.wait(MASTER_CHECK_EVERY):
+            try:
+                if client is None or client.url != self.broker.url:
+                    client = Redis.connect_in_use(self.broker, self.connect_timeout)  # checks ROLE too
+                self.broker.transport.still_master(client, self.connect_timeout)
+            except BrokerUnavailable:
+                client = None
+                sock = self._sock
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)  # the reader sees it closed, reconnects, writes the gap
+                    except OSError:
+                        pass
 
     def _connect(self):
         """A socket subscribed to the event pattern, with nothing read past the PSUBSCRIBE reply.
@@ -391,25 +402,16 @@ class RedisEventSource(EventSource):
             except OSError as exc:
                 if self._stop.is_set():
                     return
-                since = paused_since or time.time()
                 reason = _socket_reason(exc)
                 if paused_since:
                     reason = f"backlog full (--buffer {self.args.buffer:g} MB), then {reason}"
                 sock.close()
-                sock = self._reconnect()
+                outage = Reconnection(self.broker, reason, paused_since)
+                sock = outage.attempt(self._connect, self._stop)
                 if sock is None:
                     return
                 self._sock = sock
-                put(gap_record(reason, since, time.time()), 0)
-
-    def _reconnect(self):
-        for delay in _backoff():
-            if self._stop.wait(delay):
-                return None
-            try:
-                return self._connect()
-            except BrokerUnavailable:
-                continue
+                put(outage.gap(), 0)
 
     def close(self):
         self._stop.set()
@@ -603,13 +605,14 @@ class AmqpEventSource(EventSource):
             except errors as exc:
                 if self._stop.is_set():
                     break
-                since = time.time()
+                outage = Reconnection(self.broker, f"disconnected: {_socket_reason(exc)}")
                 _release(connection)
-                connection = self._reconnect()
+                connection = outage.attempt(lambda: self._connect(self.broker.kombu(self.connect_timeout)),
+                                            self._stop, (BrokerUnavailable, OSError, *connection.connection_errors))
                 if connection is None:
                     return
                 self._connection = connection
-                self.backlog.put(gap_record(f"disconnected: {_socket_reason(exc)}", since, time.time()), 0)
+                self.backlog.put(outage.gap(), 0)
                 continue
             self._ack_taken()
         self._ack_taken()
@@ -620,15 +623,6 @@ class AmqpEventSource(EventSource):
         if self.durable and done and done[0] == self._generation and done[1] > self._acked:
             self._channel.basic_ack(done[1], multiple=True)
             self._acked = done[1]
-
-    def _reconnect(self):
-        for delay in _backoff():
-            if self._stop.wait(delay):
-                return None
-            try:
-                return self._connect(self.broker.kombu(self.connect_timeout))
-            except (BrokerUnavailable, OSError) + tuple(self._connection.connection_errors):
-                continue
 
     def close(self):
         if not self._pending and self._taken:

@@ -84,3 +84,5 @@ class BrokerUnavailable(CelopsError):
         from celops.core.redact import redact_url
 
         super().__init__(f"cannot reach broker {redact_url(url)}: {reason}")
+        self.url = url
+        self.reason = redact_url(reason)

@@ -9,7 +9,7 @@ password pays for it (setproctitle brings in ``logging``).
 
 def hide_passwords(argv):
     """Rewrite this process's title with the passwords of every URL in ``argv`` masked; a no-op without any."""
-    if not any("@" in arg for arg in argv):  # no credentials: not even the redaction patterns are needed
+    if not any("@" in arg or "=" in arg for arg in argv):  # no credentials: not even the redaction patterns are needed
         return
     from celops.core.redact import redact_url
 

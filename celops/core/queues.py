@@ -82,25 +82,29 @@ class QueueReport:
     An unknown queue is a warning (``PROG: unknown queue 'x' (...)``) and no
     record: exit 1. A bad key is an error record on stdout, when stdout
     carries records, and a stderr line: exit 65. The other queues go on.
+    Across the batches of a long run (cq-len --watch) each queue's problem is
+    said on stderr once, and what is kept grows with the queues, not the run.
     """
 
     def __init__(self, ctx, records_on_stdout=True):
         self.ctx = ctx
         self.records_on_stdout = records_on_stdout
-        self.unknown = []
-        self.bad = []
+        self.unknown = set()
+        self.bad = set()
 
     def add(self, problem):
         """Report an UnknownQueue or a BadKey."""
         if isinstance(problem, BadKey):
-            self.bad.append(problem.queue)
             if self.records_on_stdout:
                 self.ctx.out.write({"type": "error", "queue": problem.queue, "key": problem.key,
                                     "error": problem.reason})
-            self.ctx.error(str(problem))
+            if problem.queue not in self.bad:
+                self.ctx.error(str(problem))
+            self.bad.add(problem.queue)
         else:
-            self.unknown.append(problem.queue)
-            self.ctx.warn(str(problem))
+            if problem.queue not in self.unknown:
+                self.ctx.warn(str(problem))
+            self.unknown.add(problem.queue)
 
     def sorted_out(self, items):
         """The records among ``items``; each UnknownQueue or BadKey among them is reported instead."""
@@ -121,19 +125,8 @@ class QueueReport:
 # Redis ---------------------------------------------------------------------------
 
 def existing_queues(broker, timeout, management_url=None, include_internal=False, client=None, warn=None):
-    """Sorted names of the queues that exist on the broker (never ones it does not know).
-
-    ``client`` is a ``celops.core.resp.Redis`` to reuse; without one a new one connects
-    (``warn`` as for ``redis_client``).
-    """
-    if broker.transport == "redis":
-        names = redis_queue_names(broker, client or redis_client(broker, timeout, warn))
-    else:
-        from celops.core.rabbit import Management
-
-        broker.kombu(timeout).release()  # the broker itself first: its errors name the broker URL
-        names = {queue["name"] for queue in Management(broker, management_url, timeout).queues(["name"])}
-    return sorted(name for name in names if include_internal or not is_internal(name))
+    """Sorted names of the queues that exist on the broker (never ones it does not know); see the transports."""
+    return broker.transport.existing_queues(timeout, management_url, include_internal, client, warn)
 
 
 def redis_client(broker, timeout, warn=None):
@@ -146,7 +139,7 @@ def redis_client(broker, timeout, warn=None):
     from celops.core.exits import UsageError
     from celops.core.resp import Redis
 
-    if broker.transport != "redis":
+    if broker.kind != "redis":
         raise UsageError(f"this needs a Redis broker, not {broker.redacted_url}")
     from celops.core.redis_layout import adopt_cluster_layout
 

@@ -7,6 +7,9 @@ MASK = "***"
 # scheme://user:password@host  and  scheme://:password@host
 _URL_CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s]*):(?P<secret>[^@/\s]*)@")
 
+# ?sentinel_password=... and the like in a URL's query
+_QUERY_SECRET = re.compile(r"(?P<head>[?&][\w.]*(?:pass(?:word|wd)?|secret|token)=)[^&;#\s]*", re.I)
+
 # Keys whose values are secret whatever they look like.
 _SECRET_KEY = re.compile(r"pass(word|wd)?$|secret|token|api_?key|credential|private_key|ssl_key", re.I)
 
@@ -15,7 +18,8 @@ def redact_url(url):
     """Replace the password part of every URL in ``url`` with ``***``."""
     if not isinstance(url, str):
         return url
-    return _URL_CREDENTIALS.sub(lambda m: f"{m['head']}:{MASK}@", url)
+    url = _URL_CREDENTIALS.sub(lambda m: f"{m['head']}:{MASK}@", url)
+    return _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", url)
 
 
 def redact(value):

@@ -42,7 +42,7 @@ def adopt_cluster_layout(broker, client, warn=None, binding_keys=None, find_step
     1000 a call). Done once per broker; ``binding_keys`` limits the sets read
     (cctl reads the two pidbox ones).
     """
-    if broker.app is not None or broker.transport != "redis" or getattr(broker, "layout_adopted", False):
+    if broker.app is not None or broker.kind != "redis" or getattr(broker, "layout_adopted", False):
         return
     broker.layout_adopted = True
     members = binding_members(broker, client, binding_keys)

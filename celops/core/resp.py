@@ -48,24 +48,46 @@ class Redis:
 
     @classmethod
     def connect(cls, broker, timeout):
-        """Connect, AUTH, SELECT and PING within ``timeout``; raises BrokerUnavailable."""
+        """Connect, AUTH, SELECT and PING within ``timeout``, on the first endpoint of ``broker`` that answers
+        (a failover list, or the master Sentinel names: then ROLE must say master); raises BrokerUnavailable."""
         import hiredis  # noqa: F401  (first: a missing parser is a missing dependency, whatever the broker says)
 
+        return broker.connect(timeout, lambda: cls.connect_in_use(broker, timeout))
+
+    @classmethod
+    def connect_in_use(cls, broker, timeout):
+        """``connect`` to the endpoint in use only (no failover, no Sentinel question): for side checks."""
         from celops.core.broker import within
 
+        # read now, on this thread: ``within`` may give up on a slow host while its thread still runs
+        url, host, port, socket_path = broker.url, broker.host, broker.port or DEFAULT_PORT, broker.socket_path
+        username, password, db, via_sentinel = broker.username, broker.password, broker.db, broker.sentinel
+        wrap = broker.wrap_tls if broker.secure else None
+
         def connect():
-            sock = socket.create_connection((broker.host, broker.port or DEFAULT_PORT), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if socket_path:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(socket_path)
+                except OSError:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((host, port), timeout=timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(max(timeout, 1.0))
-            if broker.secure:
-                sock = broker.wrap_tls(sock)
-            client = cls(sock, broker.url, broker.username)
+            if wrap is not None:
+                sock = wrap(sock)
+            client = cls(sock, url, username)
             setup = []
-            if broker.password is not None:
-                setup.append(("AUTH", *([broker.username] if broker.username else []), broker.password))
-            if broker.db:
-                setup.append(("SELECT", broker.db))
-            for reply in client.pipeline([*setup, ("PING",)]):
+            if password is not None:
+                setup.append(("AUTH", *([username] if username else []), password))
+            if db:
+                setup.append(("SELECT", db))
+            checks = [("ROLE",)] if via_sentinel else []
+            replies = client.pipeline([*setup, *checks, ("PING",)])
+            for reply in replies:
                 if isinstance(reply, NoPermission):
                     client.close()
                     raise reply
@@ -73,9 +95,17 @@ class Redis:
                     client.close()
                     refused = str(reply).startswith(("WRONGPASS", "NOAUTH", "ERR invalid password"))
                     raise ConnectionError("authentication refused" if refused else str(reply))
+            if via_sentinel:
+                from celops.core.sentinel import check_master
+
+                try:
+                    check_master(replies[len(setup)], url)
+                except BaseException:
+                    client.close()
+                    raise
             return client
 
-        return within(timeout, connect, broker.url)
+        return within(timeout, connect, url)
 
     def pipeline(self, commands, timeout=None):
         """Send every command at once and read every reply; error replies come back as ReplyError,

@@ -24,6 +24,8 @@ links and no time heap, which is what makes it several times faster and smaller.
 from bisect import bisect_left
 from collections import deque
 
+from celops import records
+
 # celery.states.PRECEDENCE: lower index is later in a task's life. Unknown
 # (custom) states rank with None, as in celery.
 _PRECEDENCE = ["SUCCESS", "FAILURE", None, "REVOKED", "STARTED", "RECEIVED", "REJECTED", "RETRY", "PENDING"]
@@ -242,9 +244,9 @@ class State:
             self._task_event(kind[5:], record, local_received)
         elif kind.startswith("worker-"):
             self._worker_event(kind[7:], record, local_received)
-        elif kind == "celops-gap":
+        elif kind == records.GAP:
             self.gaps += 1
-        elif kind == "error":
+        elif kind == records.ERROR:
             self.errors += 1
         else:
             self.ignored += 1

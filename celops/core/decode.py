@@ -1,0 +1,165 @@
+"""Task messages as celery and kombu write them, decoded into message records (cq-peek, and whoever reads queues).
+
+Never raises: whatever cannot be decoded is named in the record's ``error``.
+Pickled bodies are never unpickled.
+"""
+
+import base64
+import bz2
+import zlib
+
+_DECOMPRESS = {"application/x-gzip": zlib.decompress, "gzip": zlib.decompress, "zlib": zlib.decompress,
+               "application/x-bz2": bz2.decompress, "bzip2": bz2.decompress}
+_NOT_DECODED = {"application/x-python-serialize": "pickle", "application/x-msgpack": "msgpack",
+                "application/x-yaml": "yaml"}
+
+
+def redis_message(queue, raw):
+    """Decode one element of a Redis queue list: kombu's JSON envelope around the body. Never raises."""
+    import orjson
+
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _not_a_message(queue, f"not JSON: {exc}", len(raw))
+    properties = envelope.get("properties") if isinstance(envelope, dict) else None
+    if not isinstance(properties, (dict, type(None))) or not isinstance(envelope, dict):
+        return _not_a_message(queue, "not a kombu envelope (an object with headers, properties and body)", len(raw))
+    properties = properties or {}
+    return task_message(queue, envelope.get("headers"), properties.get("priority"), envelope.get("content-type"),
+                        envelope.get("body"), properties.get("body_encoding"))
+
+
+def _not_a_message(queue, why, size):
+    from celops import records
+
+    return records.error(f"not a kombu message: {why}", queue=queue, size=size)
+
+
+def rabbit_message(queue, message):
+    """Decode one message of the management API's "get messages". Never raises.
+
+    The API renders an AMQP void (a None header) as the string "undefined";
+    the record says null, as the vocabulary does.
+    """
+    properties = _without_undefined(message.get("properties")) if isinstance(message, dict) else None
+    if not isinstance(properties, (dict, type(None))) or not isinstance(message, dict):
+        return _not_a_message(queue, "the management API returned something that is not a message", 0)
+    properties = properties or {}
+    encoding = message.get("payload_encoding")
+    return task_message(queue, properties.get("headers"), properties.get("priority"),
+                        properties.get("content_type"), message.get("payload"),
+                        None if encoding == "string" else encoding)
+
+
+def _without_undefined(value):
+    """``value`` with every "undefined" (how the management API shows an AMQP void) replaced by None."""
+    if value == "undefined":
+        return None
+    if isinstance(value, dict):
+        return {key: _without_undefined(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_undefined(item) for item in value]
+    return value
+
+
+_JSON_KIND = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list",
+              dict: "an object", type(None): "null"}
+_TEXT_FIELDS = ("task", "eta", "expires", "root_id", "parent_id", "origin")
+
+
+def _kind(value):
+    return _JSON_KIND.get(type(value), type(value).__name__)
+
+
+def _typed(source, name, expected, problems, where="header"):
+    """``source[name]`` if it is of the ``expected`` type (or absent/null); otherwise None, and a problem named."""
+    value = source.get(name)
+    if value is None or (isinstance(value, expected) and not (expected is int and isinstance(value, bool))):
+        return value
+    problems.append(f"{where} {name!r} is {_kind(value)}, not {_JSON_KIND[expected]}")
+    return None
+
+
+def _body_bytes(body, encoding):
+    """The body's bytes from the envelope's text; raises ValueError saying what is wrong with it."""
+    import binascii
+
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise ValueError(f"the body is {_kind(body)}, not a string")
+    if encoding is None or encoding == "utf-8":
+        return body.encode("utf-8", "surrogatepass")
+    if encoding != "base64":
+        raise ValueError(f"unknown body encoding {encoding!r}")
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"the body is not valid base64: {exc}") from None
+
+
+def task_message(queue, headers, priority, content_type, body, body_encoding=None):
+    """A message record from a task message's headers and (encoded) body, protocol v2 or v1. Never raises.
+
+    Whatever cannot be decoded is named in ``error``; the fields that could be read are kept.
+    """
+    problems = []
+    if headers is None:
+        headers = {}
+    fields = headers if isinstance(headers, dict) else {}
+    if not isinstance(headers, dict):
+        problems.append(f"the headers are {_kind(headers)}, not an object")
+    task_id = _typed(fields, "id", str, problems)
+    record = {"type": "message", "queue": queue, "uuid": task_id, "id": task_id, "task": None,
+              "args": None, "kwargs": None, "eta": None, "expires": None,
+              "retries": _typed(fields, "retries", int, problems), "priority": None, "root_id": None,
+              "parent_id": None, "origin": None, "headers": headers, "size": 0}
+    record.update((name, _typed(fields, name, str, problems)) for name in _TEXT_FIELDS)
+    record["priority"] = _typed({"priority": priority}, "priority", int, problems, "property")
+    try:
+        raw = _body_bytes(body, body_encoding)
+    except ValueError as exc:
+        raw = None
+        problems.append(str(exc))
+        record["size"] = len(body.encode("utf-8", "surrogatepass")) if isinstance(body, str) else 0
+    if raw is not None:
+        record["size"] = len(raw)
+        _decode_body(record, raw, _typed(fields, "compression", str, problems),
+                     _typed({"content-type": content_type}, "content-type", str, problems, "property"), problems)
+    if problems:
+        record["error"] = "; ".join(problems)
+    return record
+
+
+def _decode_body(record, body, compression, content_type, problems):
+    """Fill ``args``/``kwargs`` (v2) or every field (v1) from the body bytes, or say why not."""
+    import orjson
+
+    try:
+        if compression:
+            if compression not in _DECOMPRESS:
+                record["body"] = f"<{compression} compressed, {len(body)} bytes>"
+                return
+            body = _DECOMPRESS[compression](body)
+        if content_type != "application/json":
+            kind = _NOT_DECODED.get(content_type, content_type or "unknown content type")
+            record["body"] = f"<{kind}, {len(body)} bytes>"
+            return
+        payload = orjson.loads(body)
+    except (ValueError, OSError, EOFError, zlib.error) as exc:  # JSONDecodeError is a ValueError
+        problems.append(f"undecodable body: {exc}")
+        return
+    if isinstance(payload, list) and len(payload) == 3:  # protocol v2: [args, kwargs, embed]
+        record["args"] = _typed({"args": payload[0]}, "args", list, problems, "body's")
+        record["kwargs"] = _typed({"kwargs": payload[1]}, "kwargs", dict, problems, "body's")
+    elif isinstance(payload, dict) and "task" in payload:  # protocol v1: everything in the body
+        task_id = _typed(payload, "id", str, problems, "body's")
+        record["uuid"] = record["id"] = task_id
+        record["args"] = _typed(payload, "args", list, problems, "body's")
+        record["kwargs"] = _typed(payload, "kwargs", dict, problems, "body's")
+        record["retries"] = _typed(payload, "retries", int, problems, "body's")
+        for name in ("task", "eta", "expires"):
+            record[name] = _typed(payload, name, str, problems, "body's")
+    else:
+        problems.append("not a celery task message (neither protocol v1 nor v2)")
