@@ -178,7 +178,7 @@ RECORDS = {
         "layout": "fixed",
         "columns": {"timestamp": 12, "state": 9, "hostname": 24, "name": 28, "uuid": 36},
         "details": ("runtime", "wait", "retries", "exception"),
-        "produced_by": "cev-cam --tasks", "consumed_by": "cctl revoke/terminate/query_task - (uuid), jq",
+        "produced_by": "cev-cam --tasks, cev-top (w)", "consumed_by": "cctl revoke/terminate/query_task - (uuid), jq",
         "summary": "One task's merged state as of a snapshot (written when it changed since the last one). "
                    "Fields come as their events are seen: a task only sent has no hostname or timestamp yet.",
         "fields": {

@@ -27,6 +27,16 @@ def test_console_scripts_match_the_command_table():
                                  "celops-completion": "celops.completion:main"}
 
 
+def test_every_command_installs_its_man_page_and_completions():
+    """setup.cfg's data_files name each command's generated files: a new command forgotten there ships none."""
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+    installed = {path.strip() for paths in config["options.data_files"].values() for path in paths.split(",")}
+    for command in COMMANDS:
+        for path in (f"man/{command}.1", f"completions/bash/{command}", f"completions/zsh/_{command}"):
+            assert path in installed, f"{path} is not in setup.cfg's data_files"
+
+
 def test_generated_files_have_not_drifted():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_docs.py"), "--check"],
                             capture_output=True, text=True)

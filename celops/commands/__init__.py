@@ -4,6 +4,7 @@
 COMMANDS = {
     "cev-dump": "cev_dump",
     "cev-cam": "cev_cam",
+    "cev-top": "cev_top",
     "cq-ls": "cq_ls",
     "cq-len": "cq_len",
     "cq-peek": "cq_peek",
