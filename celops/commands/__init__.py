@@ -11,4 +11,5 @@ COMMANDS = {
     "cctl": "cctl",
     "cres": "cres",
     "csend": "csend",
+    "ccheck": "ccheck",
 }
