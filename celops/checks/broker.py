@@ -3,7 +3,7 @@
 from celops.checks import check, finding
 from celops.checks.facts import Missing
 
-CELERY_REDIS_DOC = "celery docs: Using Redis (getting-started/backends-and-brokers/redis)"
+CELERY_REDIS_DOC = "celery docs: Backends and Brokers, Using Redis"
 
 
 @check("broker.reachable", "the broker accepts a connection (and, on Redis, AUTH, SELECT and PING)",
