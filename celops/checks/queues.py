@@ -1,6 +1,5 @@
 """Queue checks: consumers, backlog and age, redeliveries on Redis, and the pidbox's bindings and leaks."""
 
-import datetime
 import time
 
 from celops.checks import check, finding
@@ -146,15 +145,10 @@ def leaks(facts, args):
 
 def _epoch(iso):
     """An ISO 8601 time (as celery sends eta) as epoch seconds; None when it is not one."""
-    if not isinstance(iso, str):
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(iso)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
+    from celops.core.results import parse_time
+
+    moment = parse_time(iso)
+    return None if moment is None else moment.timestamp()
 
 
 def _shell(text):

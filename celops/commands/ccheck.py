@@ -177,7 +177,7 @@ def run(ctx):
 
 
 def write_prometheus(ctx, records, duration):
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+    from prometheus_client import CollectorRegistry, Gauge
 
     from celops.checks import GAUGE, worst
 
@@ -192,13 +192,9 @@ def write_prometheus(ctx, records, duration):
     for check_id, found in by_check.items():
         severity.labels(check_id).set(GAUGE[worst(found)])
         findings.labels(check_id).set(sum(1 for record in found if record["severity"] != "ok"))
-    if ctx.args.textfile:
-        from celops.core.outfiles import write_textfile
+    from celops.core.outfiles import write_metrics
 
-        write_textfile(ctx.args.textfile, registry)
-    else:
-        ctx.io.stdout.write(generate_latest(registry))
-        ctx.io.stdout.flush()
+    write_metrics(registry, ctx.args.textfile, ctx.io.stdout)
 
 
 def main(argv=None, io=None):
