@@ -240,6 +240,39 @@ RECORDS = {
             "dry_run": "true: nothing was sent (--dry-run)",
         },
     },
+    "finding": {
+        "layout": "fixed", "columns": {"severity": 8, "check": 22, "subject": 32, "message": 72},
+        "details": ("value", "threshold", "hint"),
+        "produced_by": "ccheck", "consumed_by": "jq, cron, monitoring",
+        "summary": "One problem a ccheck check found (with -v, also one ok finding per check that found none).",
+        "fields": {
+            "type": "\"finding\"",
+            "check": "str: the check's id, AREA.NAME (ccheck --list; man ccheck, CHECKS)",
+            "severity": "str: ok, info (worth knowing, not wrong), warn, crit, or unknown (the check could not "
+                        "run: the message says why)",
+            "subject": "str: what the finding is about: a queue, a worker, a task name, \"broker\", "
+                       "\"workers\"; \"-\" for the check as a whole",
+            "message": "str: what was seen, in plain words (secrets redacted)",
+            "value": "number, str, list or null: the measured value the threshold is compared with",
+            "threshold": "number or null: the threshold it was compared with (the option's value)",
+            "hint": "str or null: what to do, naming the celops command that does it where there is one "
+                    "(null for ok and unknown findings)",
+        },
+    },
+    "check": {
+        "layout": "fixed", "columns": {"check": 22, "applies_to": 10, "option": 28, "summary": 72},
+        "details": ("severity", "source", "hint"),
+        "produced_by": "ccheck --list", "consumed_by": "ccheck --check/--skip (check), jq",
+        "summary": "One check ccheck can run: what it looks for and how it judges.",
+        "fields": {
+            "type": "\"check\"", "check": "str: its id, AREA.NAME",
+            "summary": "str: what it looks for", "severity": "str: when it gives which severity",
+            "option": "str or null: the options holding its thresholds",
+            "applies_to": "str or null: \"redis\" when the check applies to Redis brokers only",
+            "source": "str: the celery document, or known failure (seed), it comes from",
+            "hint": "str: what its findings advise",
+        },
+    },
     "error": {
         "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("error", "size", "queue", "key", "channel"),
         "produced_by": "cev-dump, cq-peek, cq-len, cq-purge, cq-move",

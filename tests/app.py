@@ -3,7 +3,8 @@
 The broker comes from $CELOPS_TEST_BROKER; $CELOPS_TEST_TRANSPORT_OPTIONS
 (JSON) sets broker_transport_options, e.g. a Redis global_keyprefix.
 $CELOPS_TEST_RESULT_BACKEND sets result_backend (none without it) and
-$CELOPS_TEST_RESULT_EXTENDED=1 turns result_extended on.
+$CELOPS_TEST_RESULT_EXTENDED=1 turns result_extended on. $CELOPS_TEST_EXTRA_TASK=1
+registers one more task, tests.app.extra (a worker on newer code than the others).
 """
 
 import json
@@ -55,3 +56,9 @@ def flaky(self, failures=1):
     if self.request.retries < failures:
         raise self.retry(countdown=0.1, exc=RuntimeError("not yet"))
     return "ok"
+
+
+if os.environ.get("CELOPS_TEST_EXTRA_TASK") == "1":
+    @app.task
+    def extra():
+        return "only on some workers"

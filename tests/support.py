@@ -257,7 +257,7 @@ class Worker:
 
     def __init__(self, broker_url, name=None, queues=None, concurrency=2, pool="prefork",
                  transport_options=None, logdir=None, events=True, extra_args=(), result_backend=None,
-                 result_extended=False):
+                 result_extended=False, env=None):
         self.broker_url = broker_url
         self.results = {"result_backend": result_backend, "result_extended": result_extended}
         self.hostname = f"{name or 'w'}-{uuid.uuid4().hex[:6]}@celops-test"
@@ -267,6 +267,7 @@ class Worker:
         self.transport_options = transport_options
         self.logfile = os.path.join(logdir or "/tmp", f"{self.hostname}.log")
         self.extra_args = (["-E"] if events else []) + list(extra_args)
+        self.env = env or {}  # more environment variables, e.g. CELOPS_TEST_EXTRA_TASK
         self.process = None
 
     def start(self, timeout=60):
@@ -275,7 +276,7 @@ class Worker:
                "-l", "info", "-f", self.logfile, *self.extra_args]
         if self.queues:
             cmd += ["-Q", ",".join(self.queues)]
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=worker_env(self.broker_url, self.transport_options, **self.results),
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env={**worker_env(self.broker_url, self.transport_options, **self.results), **self.env},
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -33,11 +33,14 @@ HARMLESS = {
     "cq-purge": ["--dry-run", "-Q", "celops-contract-none"],
     "cq-move": ["--dry-run", "-Q", "celops-contract-none", "--to", "celops-contract-other"],
     "cctl": ["ping"],
+    "ccheck": ["--check", "broker"],
     "csend": ["-Q", "celops-contract", "tests.app.add"],  # one message, in a private db or vhost only
     "cres": None,  # reads the result backend (--backend), not the broker
 }
 
 BROKER_COMMANDS = [name for name in sorted(COMMANDS) if HARMLESS.get(name) is not None]
+# A health check's job is to say the broker is down: a crit finding on stdout and exit 3, not an error.
+DOWN_IS_A_FINDING = {"ccheck"}
 
 
 def test_every_registered_command_has_a_harmless_invocation():
@@ -92,15 +95,25 @@ def black_hole():
 @pytest.mark.parametrize("command", BROKER_COMMANDS)
 def test_a_closed_port_is_69_in_one_redacted_line(command, kind):
     result = run_bin(command, "-b", dead_url(kind, free_port()), *HARMLESS[command], "-t", "2")
-    assert_one_clear_line(result, 69)
-    assert "cannot reach broker" in result.stderr
+    assert_broker_down(command, result)
+    assert "cannot reach broker" in (result.stdout.decode() if command in DOWN_IS_A_FINDING else result.stderr)
+
+
+def assert_broker_down(command, result):
+    """69 in one clear line; for a health check, a crit finding on stdout instead (exit 3)."""
+    if command not in DOWN_IS_A_FINDING:
+        assert_one_clear_line(result, 69)
+        return
+    assert result.status == 3 and "Traceback" not in result.stderr, result
+    assert {"check": "broker.reachable", "severity": "crit"}.items() <= result.records[0].items(), result
+    assert SECRET not in result.stderr and SECRET.encode() not in result.stdout, result
 
 
 @pytest.mark.parametrize("kind", ["redis", "amqp"])
 @pytest.mark.parametrize("command", BROKER_COMMANDS)
 def test_a_port_that_never_answers_is_69_after_t(command, kind, black_hole):
     result = run_bin(command, "-b", dead_url(kind, black_hole.port), *HARMLESS[command], "-t", "1")
-    assert_one_clear_line(result, 69)
+    assert_broker_down(command, result)
     assert black_hole.reached.is_set()
 
 

@@ -13,4 +13,5 @@ COMMANDS = {
     "cctl": "cctl",
     "cres": "cres",
     "csend": "csend",
+    "ccheck": "ccheck",
 }

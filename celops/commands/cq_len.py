@@ -187,7 +187,9 @@ def _measurer(ctx, broker, names):
 
 
 def _write_prometheus(ctx, records):
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry
+
+    from celops.core.outfiles import write_metrics
 
     families = _prometheus_families(records)
 
@@ -197,13 +199,7 @@ def _write_prometheus(ctx, records):
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Batch())
-    if ctx.args.textfile:
-        from celops.core.outfiles import write_textfile
-
-        write_textfile(ctx.args.textfile, registry)
-    else:
-        ctx.io.stdout.write(generate_latest(registry))
-        ctx.io.stdout.flush()
+    write_metrics(registry, ctx.args.textfile, ctx.io.stdout)
 
 
 def _prometheus_families(records):

@@ -7,6 +7,7 @@ class ExitStatus(enum.IntEnum):
     OK = 0
     FAILURE = 1  # the job's own negative result: no replies, threshold exceeded, declined
     USAGE = 2
+    CRITICAL = 3  # ccheck: a crit finding (the smallest free status: ok < warn < crit stay in order)
     DATA_ERROR = 65  # EX_DATAERR: bad input lines, keys that are not what they should be
     UNAVAILABLE = 69  # EX_UNAVAILABLE: broker unreachable
     SOFTWARE = 70  # EX_SOFTWARE: an unexpected internal error (a bug: please report it)
@@ -21,6 +22,7 @@ EXIT_MEANINGS = {
     ExitStatus.OK: "ok",
     ExitStatus.FAILURE: "the job's own negative result (no replies, threshold exceeded, unknown queue, declined)",
     ExitStatus.USAGE: "usage error",
+    ExitStatus.CRITICAL: "a critical finding (ccheck)",
     ExitStatus.DATA_ERROR: "bad input data",
     ExitStatus.UNAVAILABLE: "broker unavailable",
     ExitStatus.SOFTWARE: "internal error",

@@ -27,6 +27,17 @@ def write_textfile(path, registry):
         raise cannot_create(path, exc) from None
 
 
+def write_metrics(registry, textfile, stream):
+    """The registry's metrics to ``textfile`` (atomically) when one is given, else to the binary ``stream``."""
+    if textfile:
+        write_textfile(textfile, registry)
+        return
+    from prometheus_client import generate_latest
+
+    stream.write(generate_latest(registry))
+    stream.flush()
+
+
 def check_writable(path):
     """Raise ``CantCreate`` now, at start, if no file can be put beside ``path``, rather than at the first shot."""
     _remove(_create_temporary(path))

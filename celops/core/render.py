@@ -33,11 +33,11 @@ DETAILS = "details"
 _RED, _GREEN, _YELLOW, _BOLD, _RESET = "\033[31m", "\033[32m", "\033[33m", "\033[1m", "\033[0m"
 # Values of the "type" and "state" columns that deserve a colour.
 VALUE_COLOURS = {
-    **dict.fromkeys(("task-failed", "task-rejected", "FAILURE", "REJECTED", "error", "celops-gap"), _RED),
+    **dict.fromkeys(("task-failed", "task-rejected", "FAILURE", "REJECTED", "error", "celops-gap", "crit"), _RED),
     **dict.fromkeys(("task-succeeded", "SUCCESS", "worker-online"), _GREEN),
-    **dict.fromkeys(("task-retried", "task-revoked", "RETRY", "REVOKED", "worker-offline"), _YELLOW),
+    **dict.fromkeys(("task-retried", "task-revoked", "RETRY", "REVOKED", "worker-offline", "warn", "unknown"), _YELLOW),
 }
-COLOURED_FIELDS = ("type", "state")
+COLOURED_FIELDS = ("type", "state", "severity")
 
 # C0 and C1 controls (ESC among them) are shown escaped: a worker's event must not drive the terminal.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")

@@ -90,6 +90,21 @@ setup() { load helpers; redis_worker_env; export CELOPS_RESULT_BACKEND="redis://
   assert_output "$WORKER"
 }
 
+@test "recipe: paging on the cluster's health" {
+  send_tasks "$BROKER" reports tests.app.add '[1, 1]' 2 >/dev/null
+  run --separate-stderr bash -c "ccheck | jq -r '[.severity, .check, .subject, .hint] | @tsv'"
+  assert_success
+  assert_output $'crit\tqueues.consumers\treports\tstart a worker with -Q reports, or cctl add_consumer reports; cq-peek reports shows what waits'
+  run --separate-stderr ccheck
+  assert_equal "$status" 3
+  run bash -c "ccheck > '$BATS_TEST_TMPDIR/out' || [ \$? -lt 3 ] || echo paged"
+  assert_output paged
+  cq-purge -Q reports -f >/dev/null
+  run --separate-stderr ccheck
+  assert_success
+  assert_output ""
+}
+
 # failed_results N: true once the backend holds N failed results of tests.app.fail.
 failed_results() { [ "$(cres --count --state FAILURE --name tests.app.fail | jq -s 'map(.count) | add // 0')" -eq "$1" ]; }
 
