@@ -37,16 +37,9 @@ def duration(text):
     return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
 
 
-def add_backend_options(parser):
-    """--backend and --unsafe-pickle: what cres and csend --wait read results with."""
-    parser.add_argument("--backend", metavar="URL",
-                        help="result backend URL (redis://..., db+postgresql://..., db+sqlite:///PATH); "
-                             "default: $CELOPS_RESULT_BACKEND, then the -A app's result_backend")
-    parser.add_argument("--unsafe-pickle", action="store_true",
-                        help="unpickle pickled results (runs code from the backend: only for backends you trust)")
-
-
 def build_parser():
+    from celops.core.results import add_backend_options
+
     parser = cli.command_parser("cres", __doc__, broker=False, timeout=10.0,
                                 timeout_help="give up on the result backend after this long (default 10)")
     parser.add_argument("-A", "--app", metavar="MODULE[:ATTR]",

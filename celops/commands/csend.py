@@ -68,7 +68,7 @@ def _expiry(text):
 
 
 def build_parser():
-    from celops.commands.cres import add_backend_options
+    from celops.core.results import add_backend_options
 
     parser = cli.command_parser("csend", __doc__, timeout=10.0,
                                 timeout_help="give up on the broker after this long; with --wait, on the "
