@@ -32,22 +32,6 @@ import stat
 from celops.core import cli
 from celops.core.exits import ExitStatus, UsageError
 
-SNAPSHOT_RECORD = (
-    '{"type": "snapshot", "timestamp": EPOCH, "event_count": N, "gaps": N, "errors": N, "ignored": N, '
-    '"invalid": N, '
-    '"workers": [{"hostname", "alive", "active", "processed", "loadavg", "freq", "last_heartbeat", '
-    '"sw_ver"}], "tasks": {"count": N, "by_state": {STATE: N}, "by_name": {NAME: {STATE: N}}, '
-    '"by_worker": {HOSTNAME: {STATE: N}}, "runtime": {NAME: {"count", "p50", "p95", "max"}}}, '
-    '"wait": {NAME: {"count", "p50", "p95", "max"}}}. Counts, runtimes and waits are over the '
-    "tasks in the table (at most --max-tasks; since the last shot with --clear-after). timestamp is "
-    "the stream's clock: the last local_received plus the time since it was read, so a replayed "
-    "file is judged as of its end; it never goes backwards. With --tasks, before each snapshot one "
-    '{"type": "task", "uuid", "name", "state", "hostname", "timestamp", "received", "started", '
-    '"succeeded", "failed", "runtime", "retries", "exception", "wait"} per task changed since the '
-    "last shot (fields that are unknown are left out)."
-)
-
-
 def build_parser():
     from celops.core import sinks
     from celops.core.daemon import add_daemon_options
@@ -85,7 +69,6 @@ def build_parser():
     output.add_argument("--camera", "-c", metavar="MODULE.CLASS",
                         help="a celery Polaroid subclass to hand a celery State to, instead of a sink")
     add_daemon_options(parser)
-    parser.man_sections.append(("RECORDS", SNAPSHOT_RECORD))
     parser.man_sections.append(("SQLITE SCHEMA", sinks.SQLITE_SCHEMA.strip() + "\n\nEach shot is one "
                                 "transaction: a snapshots row (record holds the snapshot as JSON) and an "
                                 "upsert of the changed tasks. The journal is WAL, so a killed writer "

@@ -28,7 +28,7 @@ EVENT_TYPES = ("task-sent", "task-received", "task-started", "task-succeeded", "
 def build_parser():
     parser = cli.command_parser(
         "cev-dump", __doc__, timeout=DEFAULT_CONNECT_TIMEOUT, timeout_help=CONNECT_TIMEOUT_HELP)
-    filters = parser.add_argument_group("filters")
+    filters = parser.add_argument_group("filters", "they select events; gap and error records always pass")
     cli.complete_with(filters.add_argument(
         "--type", action="extend", type=cli.name_list("event type glob"), metavar="GLOB",
         help="only events of these types: task-failed, task-*; repeatable or comma-separated; a type or glob "
@@ -52,11 +52,6 @@ def build_parser():
                              "or warn and exit 1")
     add_source_options(parser)
     parser.man_sections[:0] = [
-        ("RECORDS", "event: every field the worker sent, plus local_received. "
-                    "celops-gap: {\"type\": \"celops-gap\", \"reason\", \"since\", \"until\", \"dropped\"}. "
-                    "error: {\"type\": \"error\", \"error\", \"size\", \"local_received\"} for an undecodable message "
-                    "or an object without a string type. "
-                    "Filters apply to events; gap and error records always pass."),
         ("EXAMPLES", "  cev-dump --type task-failed | jq -r .exception\n"
                      "  cev-dump --task 'proj.billing.*' --duration 60 > billing.ndjson\n"
                      "  cev-dump --queue celops-audit --idle 5 >> events.ndjson   # RabbitMQ, from cron"),

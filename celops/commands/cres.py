@@ -64,19 +64,6 @@ def build_parser():
     forget.add_argument("--dry-run", action="store_true", help="with --forget: print what would go; delete nothing")
     cli.document_names_input(parser)
     parser.man_sections += [
-        ("RECORDS",
-         '  {"type":"result","uuid":ID,"state":STATE,"result":VALUE,"traceback":TEXT|null,\n'
-         '   "date_done":ISO|null,"children":[...],"name":NAME,"args":[...],"kwargs":{...},\n'
-         '   "worker":HOST,"retries":N,"queue":Q}\n\n'
-         "name, args, kwargs, worker, retries and queue are stored only when the workers run with "
-         "result_extended = True: they are present when the backend has them and absent otherwise. "
-         "An id the backend does not know has \"known\":false. A failure's result is the exception as celery "
-         "stores it ({\"exc_type\":...,\"exc_message\":[...],\"exc_module\":...}); exceptions are never "
-         "rebuilt, so no task code is imported. Values that are not decoded are shown like cq-peek's "
-         "bodies, e.g. \"<pickle, 120 bytes>\"; a Redis result whose whole meta is pickled has \"state\":null. "
-         "With --forget each record also has \"forgotten\":true, with --dry-run \"dry_run\":true.\n\n"
-         '  {"type":"count","state":STATE,"name":NAME,"count":N}\n\n'
-         "With --count, one per state (and task name with --by-name), the most frequent first."),
         ("PICKLE",
          "Pickled results are never unpickled unless --unsafe-pickle is given: unpickling runs whatever "
          "code the stored bytes name, and a result backend is writable by every worker."),
