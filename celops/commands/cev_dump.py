@@ -60,7 +60,16 @@ def build_parser():
                     "With --queue, events are delivered at least once: a message is acknowledged only after all "
                     "its events were written, so a run that ends inside a task.multi batch (--limit, a kill) "
                     "writes the first events of that batch again on the next run; deduplicate on hostname, "
-                    "type, timestamp and uuid if that matters."),
+                    "type, timestamp and uuid if that matters.\n\n"
+                    "--queue with a failover list of independent RabbitMQ nodes (not one cluster): the queue lives "
+                    "on one node. cev-dump declares it on the node it lands on, but until then that node drops "
+                    "the events it is sent, so declare it on every node of the list first (cev-dump --queue NAME "
+                    "--duration 1 -b URL, once per node), or use a cluster with quorum queues. Then no event "
+                    "published on the node cev-dump reads is lost, including while it switches (a celops-gap "
+                    "record with from and to marks the switch). The events the lost node still held (not yet "
+                    "delivered, or not yet acknowledged) are not: celery sends events as transient messages, "
+                    "which a node drops when it stops, and a node that stays up keeps them until cev-dump reads "
+                    "it again."),
     ]
     return parser
 
