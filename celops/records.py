@@ -51,14 +51,17 @@ RECORDS = {
     "celops-gap": {
         "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("reason", "since", "until", "dropped"),
         "produced_by": "cev-dump", "consumed_by": "cev-cam (counted as gaps), jq",
-        "summary": "Events were (or may have been) lost: a broker disconnect, restart or backlog overflow.",
+        "summary": "Events were (or may have been) lost: a broker disconnect, restart or backlog overflow; or "
+                   "the stream moved to another host without a hole (a Sentinel promotion: the demoted master "
+                   "is read until it lets go, the new one already), then since = until and dropped is 0.",
         "fields": {
             "type": "\"celops-gap\"",
             "reason": "str: why, e.g. connection closed by the broker; backlog full (--buffer) first",
             "since": "float: epoch seconds, last moment known good (when the loss was seen, or the "
                      "backlog filled up)",
             "until": "float: epoch seconds, when the stream resumed (resubscribed)",
-            "dropped": "int or null: events known dropped, null when unknown (cev-dump cannot count them today)",
+            "dropped": "int or null: events known dropped, null when unknown (cev-dump cannot count them today); "
+                       "0 for a move without a hole (--on-gap exit does not exit for it)",
             "from, to": "str: the broker before and after, passwords redacted, when the stream resumed on "
                         "another host (a Sentinel promotion, the next host of a failover list)",
         },
