@@ -8,17 +8,20 @@
    Floor: no command's start-up grows more than 10 ms.
 2. ``cctl ping`` through a Sentinel URL against the master's plain URL, in turn.
    Floor: Sentinel adds at most 50 ms.
-3. SENTINEL FAILOVER with a worker running tasks sent without pause: seconds
-   from the promotion (the Sentinels' +switch-master) to cev-dump's gap record
-   (subscribed on the new master) and to the first event it gets after it, for
-   cev-dump and ``celery events --dump`` running side by side; when the
-   demoted master stops being one (it drops its clients then); and which
-   events each of the two missed. Floor: cev-dump resumes within 2 s.
+3. SENTINEL FAILOVER with a worker running tasks sent without pause, cev-dump
+   and ``celery events --dump`` side by side: seconds from the promotion (the
+   Sentinels' +switch-master) to cev-dump's subscription on the new master, to
+   the demotion of the old one (it drops its clients then, and the workers
+   move), to each reader's first event after the promotion and after the
+   demotion, and to cev-dump's celops-gap record; which events each of the
+   two missed; which tasks sent meanwhile ever ran.
+   Floor: cev-dump resumes within 2 s of the promotion.
 """
 
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -52,8 +55,9 @@ def in_turn(runs, **argvs):
     return {name: statistics.median(spent) for name, spent in times.items()}
 
 
-def milliseconds(*seconds):
-    return [f"{value * 1000:.0f} ms" for value in seconds]
+def milliseconds(first, second):
+    """The two times and what the second adds to the first."""
+    return [f"{first * 1000:.0f} ms", f"{second * 1000:.0f} ms", f"{(second - first) * 1000:+.0f} ms"]
 
 
 def startup(redis_url, hostname):
@@ -63,7 +67,7 @@ def startup(redis_url, hostname):
     for argv in checks:
         took = in_turn(RUNS, before=(BEFORE, argv), after=(ROOT, argv))
         label = f"{argv[0]} --version" if argv[1] == "--version" else "cctl ping (redis://)"
-        rows.append([label, *milliseconds(took["before"], took["after"], took["after"] - took["before"])])
+        rows.append([label, *milliseconds(took["before"], took["after"])])
     print_table(["start-up (median)", "before", "after", "change"], rows)
 
 
@@ -73,7 +77,7 @@ def sentinel_cost(cluster, hostname):
     took = in_turn(RUNS, direct=(ROOT, ["cctl", "-b", master_url, "ping", "-d", hostname]),
                    sentinel=(ROOT, ["cctl", "-b", sentinel_url, "ping", "-d", hostname]))
     print_table(["cctl ping (median)", "master URL", "Sentinel URL", "Sentinel adds"],
-                [["", *milliseconds(took["direct"], took["sentinel"], took["sentinel"] - took["direct"])]])
+                [["", *milliseconds(took["direct"], took["sentinel"])]])
 
 
 class Lines:
@@ -99,6 +103,19 @@ def watch_switch(port, moments):
         if message["type"] == "message":
             moments["promoted"] = time.time()
             return
+
+
+def watch_subscription(port, moments, done):
+    """``moments['subscribed']``: when a pattern subscription shows on the new master at ``port`` before the
+    demotion: only cev-dump's can (celery's Receiver and the workers move when the old master drops them)."""
+    while not done.is_set() and "demoted" not in moments:
+        try:
+            if command(port, "PUBSUB", "NUMPAT") > 0:
+                moments["subscribed"] = time.time()
+                return
+        except (OSError, ConnectionError):
+            pass
+        time.sleep(0.02)
 
 
 def watch_demotion(port, moments, done):
@@ -163,6 +180,8 @@ def failover(cluster, options, worker):
         old_port = cluster.master_port()
         threading.Thread(target=watch_switch, args=(cluster.sentinel_ports[0], moments), daemon=True).start()
         threading.Thread(target=watch_demotion, args=(old_port, moments, done), daemon=True).start()
+        new_port = cluster.replica.port if old_port == cluster.master.port else cluster.master.port
+        threading.Thread(target=watch_subscription, args=(new_port, moments, done), daemon=True).start()
         threading.Thread(target=send_without_pause, args=(cluster.url(), options, done, sent), daemon=True).start()
         wait_for(lambda: len(sent) > 20, 30, "tasks flowing")
         cluster.ask(cluster.sentinel_ports[0], "SENTINEL", "FAILOVER", MASTER_NAME)
@@ -178,39 +197,47 @@ def failover(cluster, options, worker):
     report_failover(moments, dump.lines, celery.lines, sent)
 
 
+def first_after(arrivals, moment):
+    return next((arrived for arrived in arrivals if moment and arrived > moment), None)
+
+
 def report_failover(moments, dump_lines, celery_lines, sent):
-    promoted = moments["promoted"]
+    promoted, demoted = moments["promoted"], moments.get("demoted")
     since = lambda moment: f"{moment - promoted:+.2f} s" if moment else "never"  # noqa: E731
-    gaps = [arrived for arrived, line in dump_lines if '"celops-gap"' in line]
     dumped = cev_dump_events(dump_lines)
-    gap = gaps[0] if gaps else None
-    dumped_after_gap = [arrived for arrived, _ in dumped if gap and arrived > gap]
+    dump_arrivals = [arrived for arrived, _ in dumped]
     celery_seen = celery_events(celery_lines)
-    celery_after = [arrived for arrived, _ in celery_seen if arrived > promoted]
-    demoted = moments.get("demoted")
-    celery_after_demotion = [arrived for arrived, _ in celery_seen if demoted and arrived > demoted]
+    celery_arrivals = [arrived for arrived, _ in celery_seen]
+    gaps = [(arrived, json.loads(line)) for arrived, line in dump_lines if '"celops-gap"' in line]
     print_table(["after SENTINEL FAILOVER (from +switch-master)", "seconds"], [
-        ["the demoted master stops being one, drops its clients", since(demoted)],
-        ["cev-dump: gap record, subscribed on the new master", since(gap)],
-        ["cev-dump: first event after the gap", since(dumped_after_gap[0] if dumped_after_gap else None)],
-        ["celery events --dump: first event after the promotion", since(celery_after[0] if celery_after else None)],
-        ["celery events --dump: first event after the demotion", since(celery_after_demotion[0]
-                                                                       if celery_after_demotion else None)],
+        ["cev-dump subscribed on the new master", since(moments.get("subscribed"))],
+        ["the old master demoted: drops its clients, workers move", since(demoted)],
+        ["cev-dump: first event after the promotion", since(first_after(dump_arrivals, promoted))],
+        ["cev-dump: first event after the demotion", since(first_after(dump_arrivals, demoted))],
+        ["cev-dump: celops-gap record", ", ".join(f"{since(arrived)} (dropped {gap['dropped']})"
+                                                 for arrived, gap in gaps) or "none"],
+        ["celery events --dump: first event after the promotion", since(first_after(celery_arrivals, promoted))],
+        ["celery events --dump: first event after the demotion", since(first_after(celery_arrivals, demoted))],
     ])
     window_end = promoted + RUN_ON_AFTER_FAILOVER
     dump_keys = {event_key(record["hostname"], record["timestamp"]) for arrived, record in dumped
                  if promoted - 1 < record["timestamp"] < window_end}
     celery_keys = {key for _, key in celery_seen
                    if promoted - 1 < datetime.datetime.fromisoformat(key[1]).timestamp() < window_end}
-    received = {record.get("uuid") for _, record in dumped if record.get("type") == "task-received"}
-    sent_window = [task_id for moment, task_id in sent if promoted <= moment < (demoted or window_end)]
+    succeeded = {record.get("uuid") for _, record in dumped if record.get("type") == "task-succeeded"}
+    succeeded |= {found for _, line in celery_lines if "task succeeded" in line
+                  for found in re.findall(r"\(([0-9a-f-]{36})\)", line)}
+    meanwhile = [task_id for moment, task_id in sent if promoted <= moment < (demoted or window_end)]
+    later = [task_id for moment, task_id in sent if demoted and moment >= demoted]
     print()
-    print_table(["events stamped from 1 s before the promotion to +%gs" % RUN_ON_AFTER_FAILOVER, "count"], [
+    print_table([f"events stamped from 1 s before the promotion to +{RUN_ON_AFTER_FAILOVER:g} s", "count"], [
         ["seen by cev-dump", len(dump_keys)], ["seen by celery events --dump", len(celery_keys)],
         ["seen by celery events --dump only", len(celery_keys - dump_keys)],
         ["seen by cev-dump only", len(dump_keys - celery_keys)],
-        ["tasks sent between promotion and demotion", len(sent_window)],
-        ["... of which cev-dump saw a task-received", len(set(sent_window) & received)],
+        ["tasks sent between promotion and demotion", len(meanwhile)],
+        ["... that ran (a task-succeeded seen by either)", len(set(meanwhile) & succeeded)],
+        ["tasks sent after the demotion", len(later)],
+        ["... that ran", len(set(later) & succeeded)],
     ])
 
 
