@@ -51,14 +51,17 @@ RECORDS = {
     "celops-gap": {
         "layout": "fixed", "columns": EVENT_COLUMNS, "details": ("reason", "since", "until", "dropped"),
         "produced_by": "cev-dump", "consumed_by": "cev-cam (counted as gaps), jq",
-        "summary": "Events were (or may have been) lost: a broker disconnect, restart or backlog overflow.",
+        "summary": "Events were (or may have been) lost: a broker disconnect, restart or backlog overflow; or "
+                   "the stream moved to another host without a hole (a Sentinel promotion: the demoted master "
+                   "is read until it lets go, the new one already), then since = until and dropped is 0.",
         "fields": {
             "type": "\"celops-gap\"",
             "reason": "str: why, e.g. connection closed by the broker; backlog full (--buffer) first",
             "since": "float: epoch seconds, last moment known good (when the loss was seen, or the "
                      "backlog filled up)",
             "until": "float: epoch seconds, when the stream resumed (resubscribed)",
-            "dropped": "int or null: events known dropped, null when unknown (cev-dump cannot count them today)",
+            "dropped": "int or null: events known dropped, null when unknown (cev-dump cannot count them today); "
+                       "0 for a move without a hole (--on-gap exit does not exit for it)",
             "from, to": "str: the broker before and after, passwords redacted, when the stream resumed on "
                         "another host (a Sentinel promotion, the next host of a failover list)",
         },
@@ -157,10 +160,12 @@ RECORDS = {
         "columns": {"timestamp": 12, "event_count": 11, "gaps": 5, "errors": 6, "ignored": 7},
         "details": ("workers", "tasks"),
         "produced_by": "cev-cam", "consumed_by": "jq, dashboards",
-        "summary": "The cluster State at one moment: workers, and counts over the tasks in cev-cam's table.",
+        "summary": "The cluster State at one moment: workers, and counts over the tasks in cev-cam's table "
+                   "(at most --max-tasks; only those since the last snapshot with --clear-after).",
         "fields": {
             "type": "\"snapshot\"",
-            "timestamp": "float: epoch seconds, the stream's clock (last local_received + time since)",
+            "timestamp": "float: epoch seconds, the stream's clock (last local_received + time since it was "
+                         "read), so a replayed file is judged as of its end; it never goes backwards",
             "event_count": "int: task and worker events applied since the start",
             "gaps": "int: celops-gap records seen", "errors": "int: error records seen",
             "ignored": "int: records that are not events (no or unknown type)",
@@ -224,7 +229,8 @@ RECORDS = {
     "count": {
         "layout": "first record", "columns": {"state": 9, "name": 40, "count": 9}, "details": (),
         "produced_by": "cres --count", "consumed_by": "jq",
-        "summary": "How many stored results are in one state (and, with --by-name, of one task name).",
+        "summary": "How many stored results are in one state (and, with --by-name, of one task name); "
+                   "the most frequent first.",
         "fields": {"type": "\"count\"", "state": "str or null: null for results not decoded",
                    "name": "str or null: task name (--by-name; null without result_extended)",
                    "count": "int"},
@@ -289,6 +295,41 @@ RECORDS = {
     },
 }
 
+
+# What each command writes: command -> {record type: the fields it writes, or ALL_FIELDS}. Each command's man
+# RECORDS section is generated from this and RECORDS (scripts/gen_docs.py); a new command adds itself here.
+ALL_FIELDS = None
+COMMAND_RECORDS = {
+    "cev-dump": {"event": ALL_FIELDS, "celops-gap": ALL_FIELDS,
+                 "error": ("type", "error", "size", "local_received", "channel")},
+    "cev-cam": {"snapshot": ALL_FIELDS, "task": ALL_FIELDS},
+    "cq-ls": {"queue": ("type", "queue", "broker")},
+    "cq-len": {"queue": ("type", "queue", "messages", "ready", "unacked", "consumers", "memory", "by_priority",
+                         "source", "stats_age", "timestamp"),
+               "error": ("type", "error", "queue", "key")},
+    "cq-peek": {"message": ALL_FIELDS, "error": ("type", "error", "size", "queue", "key")},
+    "cq-purge": {"queue": ("type", "queue", "purged", "unacked_purged", "dry_run"), "message": ALL_FIELDS,
+                 "error": ("type", "error", "queue", "key")},
+    "cq-move": {"message": ALL_FIELDS, "queue": ("type", "queue", "moved", "dry_run"),
+                "error": ("type", "error", "queue", "key")},
+    "cctl": {"reply": ALL_FIELDS},
+    "cres": {"result": ALL_FIELDS, "count": ALL_FIELDS},
+    "csend": {"sent": ALL_FIELDS, "result": ALL_FIELDS},
+    "ccheck": {"finding": ALL_FIELDS, "check": ALL_FIELDS},
+    "cev-top": {"task": ALL_FIELDS},  # to the file its w key names; the screen is its output
+}
+
+
+def fields_written(command, kind):
+    """``(names, meaning)`` pairs of RECORDS[kind]'s fields that ``command`` writes, in the vocabulary's order."""
+    chosen = COMMAND_RECORDS[command][kind]
+    entries = RECORDS[kind]["fields"].items()
+    if chosen is ALL_FIELDS:
+        return list(entries)
+    unknown = set(chosen) - {name for names, _ in entries for name in names.split(", ")}
+    if unknown:
+        raise KeyError(f"COMMAND_RECORDS[{command!r}][{kind!r}]: {sorted(unknown)} not in RECORDS[{kind!r}]")
+    return [(names, meaning) for names, meaning in entries if set(names.split(", ")) & set(chosen)]
 
 
 # Constructors: every command builds its records here, never from a literal type string.

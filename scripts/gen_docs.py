@@ -2,7 +2,9 @@
 """Generate man/*.1, man/celops.7, completions/ and README's vocabulary from declarations.
 
 argparse-manpage writes the roff, shtab the bash and zsh completions; nothing
-here is hand-written per command. ``--check`` compares instead of writing and
+here is hand-written per command. A command's RECORDS section comes from
+celops/records.py (COMMAND_RECORDS: the types and fields it writes), after
+its INPUT section if it has one. ``--check`` compares instead of writing and
 exits 1 when the committed files have drifted.
 """
 
@@ -22,7 +24,7 @@ from celops import __version__  # noqa: E402
 from celops.commands import COMMANDS  # noqa: E402
 from celops.core.cli import completion_preamble  # noqa: E402
 from celops.core import render  # noqa: E402
-from celops.records import RECORDS  # noqa: E402
+from celops.records import COMMAND_RECORDS, RECORDS, fields_written  # noqa: E402
 
 MAN_DATA = {"version": __version__, "project_name": "celops", "manual_title": "celops manual",
             "date": "November 2026"}
@@ -38,8 +40,13 @@ _LONG_WORD = re.compile(r"\S{%d,}" % (NOFILL_WIDTH // 2))
 
 def manpage(parser):
     page = Manpage(parser, _data=dict(MAN_DATA))
-    for heading, text in parser.man_sections:
-        page.add_section(heading, "=", _roff_paragraphs(text, shell=heading == "EXAMPLES"))
+    sections = [(heading, _roff_paragraphs(text, shell=heading == "EXAMPLES")) for heading, text in parser.man_sections]
+    if "RECORDS" in dict(sections):
+        raise SystemExit(f"{parser.prog}: a RECORDS section is generated from COMMAND_RECORDS in celops/records.py")
+    after_input = next((at + 1 for at, (heading, _) in enumerate(sections) if heading == "INPUT"), 0)
+    sections.insert(after_input, ("RECORDS", records_section(parser.prog)))
+    for heading, roff in sections:
+        page.add_section(heading, "=", roff)
     see_also = [rf"\fB{name}\fR(1)" for name in COMMANDS if name != parser.prog] + [r"\fBcelops\fR(7)"]
     page.add_section("SEE ALSO", "=", ", ".join(see_also))
     return _finished(str(page))
@@ -118,13 +125,29 @@ def vocabulary_page():
     records = [_prose("Every command writes one compact JSON object per line on standard output; diagnostics go "
                       "to standard error as PROG: message. Times are epoch seconds as floats.")]
     for kind, spec in RECORDS.items():
-        records.append(f".SS {kind}\n" + _prose(f"{spec['summary']} Produced by {spec['produced_by']}; "
-                                                 f"consumed by {spec['consumed_by']}."))
-        records.append(_definitions(list(spec["fields"].items()), widest=14))
+        records += _record_type(kind, list(spec["fields"].items()))
     page.add_section("RECORDS", "=", "\n.PP\n".join(records))
     page.add_section("TABLES", "=", _roff_paragraphs(render.__doc__))
     page.add_section("SEE ALSO", "=", ", ".join(rf"\fB{name}\fR(1)" for name in COMMANDS))
     return _finished(str(page))
+
+
+def records_section(command):
+    """The RECORDS section of ``command``'s man page: the record types and fields COMMAND_RECORDS gives it."""
+    if command not in COMMAND_RECORDS:
+        raise SystemExit(f"{command}: add it to COMMAND_RECORDS in celops/records.py (the records it writes)")
+    parts = [_prose("One compact JSON object per line on standard output, of these types (celops(7) has them "
+                    "all); fields without a value are absent or null, as each says.")]
+    for kind in COMMAND_RECORDS[command]:
+        parts += _record_type(kind, fields_written(command, kind))
+    return "\n.PP\n".join(parts)
+
+
+def _record_type(kind, fields):
+    """A record type as roff: its summary, who writes and reads it, and ``(names, meaning)`` as a list."""
+    spec = RECORDS[kind]
+    about = f"{spec['summary']} Produced by {spec['produced_by']}; consumed by {spec['consumed_by']}."
+    return [f".SS {kind}\n" + _prose(about), _definitions(fields, widest=14)]
 
 
 README_MARKERS = ("<!-- records:start -->\n", "<!-- records:end -->")

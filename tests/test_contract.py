@@ -6,19 +6,24 @@ when it never talks to a broker, with the reason); the first test fails
 loudly until it does. Each then gets, on Redis and RabbitMQ: a closed port, a
 port that accepts and never answers (-t), a failover URL whose first host is
 dead, a bad scheme, Ctrl-C while connecting, and the password redacted.
+A command that writes records also joins PLENTIFUL: an invocation that writes
+more than a pipe holds, for ``| head -1``.
 """
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import threading
 
+import orjson
 import pytest
 
 from celops.commands import COMMANDS
 from tests.conftest import BIN, run_bin
-from tests.support import free_port
+from tests.queue_support import publish
+from tests.support import RabbitVhost, RedisServer, Worker, free_port
 
 SECRET = "Contract-s3cret"
 
@@ -149,3 +154,99 @@ def test_ctrl_c_while_connecting_is_130_and_quiet(command, kind, black_hole):
             process.kill()
     assert process.returncode == 130, stderr
     assert b"Traceback" not in stderr and SECRET.encode() not in stderr + stdout, stderr
+
+
+# command -> (arguments after -b URL that write many records on the PLENTIFUL broker, standard input, streams).
+# A streaming command writes until the pipe breaks; the others must write more than PIPE_BYTES past the first line.
+PLENTY_QUEUES = [f"celops-plenty-{n}" for n in range(150)]
+REVOKED = [{"uuid": f"celops-plenty-{n:04}"} for n in range(300)]
+PLENTIFUL = {
+    "cev-dump": (["-u", "--wakeup"], None, True),
+    "cev-cam": (["--live", "-u", "--wakeup", "--frequency", "0.1"], None, True),
+    "cq-ls": ([], None, False),
+    "cq-len": ([], None, False),
+    "cq-peek": ([PLENTY_QUEUES[0]], None, False),
+    "cq-purge": (["--dry-run", "-Q", ",".join(PLENTY_QUEUES)], None, False),
+    "cctl": (["revoked", "--each"], None, False),
+    "csend": (["-Q", "celops-plenty-sink", "-"], [{"name": "tests.app.add", "args": [1, 2]}] * 100, False),
+    "cq-move": (["--dry-run", "-Q", PLENTY_QUEUES[0], "--to", PLENTY_QUEUES[1]], None, False),
+    "ccheck": (["-v", "--sample", "0.5"], None, False),
+}
+DRAWS_A_SCREEN = {"cev-top"}  # writes no records to stdout: it refuses to run without a terminal
+PIPE_BYTES = 4096
+
+
+def test_every_command_that_writes_records_is_plentiful():
+    missing = sorted(set(BROKER_COMMANDS) - set(PLENTIFUL) - DRAWS_A_SCREEN)
+    assert not missing, f"add {missing} to PLENTIFUL in tests/test_contract.py"
+
+
+@pytest.fixture(scope="module", params=["redis", "amqp"])
+def plentiful(request, tmp_path_factory):
+    """A broker of its own with 150 queues (the first holding 100 messages), and a worker that revoked 300 ids."""
+    directory = tmp_path_factory.mktemp(f"plentiful-{request.param}")
+    if request.param == "redis":
+        server = RedisServer(str(directory / "redis")).start()
+        request.addfinalizer(server.stop)
+        url = server.url(0)
+    else:
+        vhost = RabbitVhost().create()
+        request.addfinalizer(vhost.delete)
+        url = vhost.url()
+    publish(url, [(queue, 0, (1, 2)) for queue in PLENTY_QUEUES] + [(PLENTY_QUEUES[0], 0, (n, n)) for n in range(99)])
+    worker = Worker(url, name="plentiful", queues=["celops-plenty-sink"], concurrency=1, pool="solo",
+                    logdir=str(directory)).start()
+    request.addfinalizer(worker.stop)
+    revoke = run_bin("cctl", "-b", url, "revoke", "-", "-d", worker.hostname, "-t", "10",
+                     stdin=b"".join(orjson.dumps(record) + b"\n" for record in REVOKED))
+    assert revoke.status == 0, revoke
+    return url, worker
+
+
+def first_line_then_close(argv, stdin_path):
+    """``argv | head -1``: a real pipe (one page, the smallest Linux allows), closed after the first line."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    with open(stdin_path or os.devnull, "rb") as stdin:
+        process = subprocess.Popen(argv, stdin=stdin, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(read_end, 1)
+        if not byte:
+            break
+        line += byte
+    os.close(read_end)
+    try:
+        stderr = process.communicate(timeout=60)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, line, stderr.decode()
+
+
+@pytest.mark.parametrize("command", sorted(PLENTIFUL))
+def test_head_1_closes_the_pipe_and_the_command_exits_0_quietly(command, plentiful, tmp_path):
+    url, worker = plentiful
+    args, stdin, streams = PLENTIFUL[command]
+    args = args + (["-d", worker.hostname] if command == "cctl" else [])
+    stdin_path = None
+    if stdin is not None:
+        stdin_path = tmp_path / "input.ndjson"
+        stdin_path.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in stdin))
+    argv = [os.path.join(BIN, command), "-b", url, *args]
+    if not streams:  # more than the pipe holds after the first line, or the pipe never breaks
+        whole = run_bin(command, "-b", url, *args, stdin=stdin_path.read_bytes() if stdin_path else b"")
+        # ccheck finds 150 queues with messages and no consumer: crit, exit 3; the others succeed
+        assert whole.status == (3 if command == "ccheck" else 0) and len(whole.stdout) > 2 * PIPE_BYTES, whole
+    status, line, stderr = first_line_then_close(argv, stdin_path)
+    assert line.startswith(b"{") and line.endswith(b"}\n"), line
+    assert (status, stderr) == (0, ""), stderr
+
+
+def test_cres_head_1_closes_the_pipe_and_exits_0_quietly(redis_server):
+    """cres reads a result backend, not a broker: 300 unknown ids are 300 PENDING records."""
+    ids = [record["uuid"] for record in REVOKED]
+    argv = [os.path.join(BIN, "cres"), "--backend", redis_server.url(0), *ids]
+    status, line, stderr = first_line_then_close(argv, None)
+    assert line.startswith(b"{") and (status, stderr) == (0, ""), (status, line, stderr)

@@ -88,10 +88,10 @@ def test_rabbitmq_management_api(rabbit_vhost, unique):
     url = rabbit_vhost.url()
     odd = f"{ODD_NAME} {unique}"
     publish(url, [(q, p, (p, 1)) for q in (unique, odd) for p in range(10)])
-    result = poll(lambda: run_command(cq_len.main, ["-b", url, unique, odd]),
-                  lambda r: all(x["source"] == "amqp+management" for x in r.records),
-                  20, "the management API's figures")
-    record = by_queue(result)[odd]
+    # The API fills a new queue's figures one sample at a time (source first, memory later): poll for all of them.
+    record = poll(lambda: by_queue(run_command(cq_len.main, ["-b", url, unique, odd]))[odd],
+                  lambda r: r["source"] == "amqp+management" and r["memory"] and r["stats_age"] is not None,
+                  30, "the management API's figures, memory included")
     assert record["messages"] == record["ready"] == 10 and record["unacked"] == 0 and record["consumers"] == 0
     assert record["memory"] > 0 and record["by_priority"] is None and 0 <= record["stats_age"] < 60
     everything = by_queue(run_command(cq_len.main, ["-b", url]))

@@ -1,6 +1,7 @@
 """Every command has help, a man page that renders, and completions; none has drifted."""
 
 import configparser
+import importlib
 import os
 import re
 import shutil
@@ -96,3 +97,21 @@ def test_man_page_examples_keep_their_lines(command):
         assert ".SH EXAMPLES" not in lines  # when it gets some, it gets this test too
         return
     assert lines[lines.index(".SH EXAMPLES") + 1] == ".nf"
+
+
+def test_every_command_declares_the_records_it_writes():
+    """Its man RECORDS section is generated from COMMAND_RECORDS, never written in build_parser."""
+    from celops.records import COMMAND_RECORDS, RECORDS, fields_written
+
+    missing = sorted(set(COMMANDS) - set(COMMAND_RECORDS))
+    assert not missing, f"add {missing} to COMMAND_RECORDS in celops/records.py"
+    assert not set(COMMAND_RECORDS) - set(COMMANDS), "COMMAND_RECORDS names a command that is not registered"
+    for command, kinds in COMMAND_RECORDS.items():
+        parser = importlib.import_module(f"celops.commands.{COMMANDS[command]}").build_parser()
+        assert "RECORDS" not in dict(parser.man_sections), f"{command}: RECORDS is generated, drop it"
+        for kind in kinds:
+            assert fields_written(command, kind), (command, kind)  # names only fields RECORDS[kind] has
+    for kind, spec in RECORDS.items():
+        named = {producer.split()[0] for producer in spec["produced_by"].split(", ")}
+        declared = {command for command, kinds in COMMAND_RECORDS.items() if kind in kinds}
+        assert named == declared, f"RECORDS[{kind!r}]['produced_by'] and COMMAND_RECORDS disagree"

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from tests.conftest import BIN, run_bin
-from tests.sentinel_support import MASTER_NAME, SentinelCluster
-from tests.support import RecordStream, free_port, send_tasks
+from tests.sentinel_support import MASTER_NAME, SentinelCluster, command
+from tests.support import RecordStream, free_port, kombu_event_envelope, send_tasks, wait_for
 
 SECRET = "s3ntinel-Secret"
 MASTER_SECRET = "m4ster-Secret"
@@ -56,8 +56,19 @@ def test_every_queue_command_works_through_the_sentinel_url(cluster, unique):
     assert purged["purged"] == 3
 
 
+def publish_event(port, task_id):
+    """An event as a worker still connected to the Redis at ``port`` sends it; how many subscribers got it."""
+    event = {"type": "task-succeeded", "uuid": task_id, "hostname": "tester@celops-test", "timestamp": time.time()}
+    return command(port, "PUBLISH", "/0.celeryev/task.succeeded", kombu_event_envelope(event))
+
+
 def test_cctl_and_cev_dump_through_the_sentinel_url_then_a_failover(cluster, sentinel_worker):
-    """cev-dump and cq-len --watch 1 ride a SENTINEL FAILOVER; cctl ping answers right after it."""
+    """cev-dump and cq-len --watch 1 ride a SENTINEL FAILOVER; cctl ping answers right after it.
+
+    The demoted master goes on answering for about 10 s, and the workers go on
+    publishing there until it drops them: cev-dump reads it until it lets go,
+    while it already reads the new master, so it misses nothing in between.
+    """
     url = sentinel_url(cluster)
     pinged = run_bin("cctl", "-b", url, "ping", "-d", sentinel_worker.hostname)
     assert pinged.status == 0, pinged
@@ -70,10 +81,16 @@ def test_cctl_and_cev_dump_through_the_sentinel_url_then_a_failover(cluster, sen
         old_port = cluster.master_port()
         new_port = cluster.failover()
         assert new_port != old_port
+        probes = iter(range(1000))
+        wait_for(lambda: publish_event(new_port, f"probe-{next(probes)}") > 0, 30, "cev-dump on the new master")
+        assert command(old_port, "ROLE")[0] == b"master", "demoted already: this test needs Redis 7's ~10 s"
+        assert publish_event(old_port, "sent-to-the-demoted-master") == 1, "cev-dump left the demoted master"
+        dump.until(lambda r: r.get("uuid") == "sent-to-the-demoted-master")
         gap = dump.until(lambda r: r["type"] == "celops-gap", timeout=60)
         assert gap["from"].endswith(f":{old_port}/0") and gap["to"].endswith(f":{new_port}/0"), gap
-        after = len(dump.records)
-        dump.until(lambda r: r.get("hostname") == sentinel_worker.hostname
+        assert gap["since"] == gap["until"] and gap["dropped"] == 0, gap  # read both: nothing missed
+        after = len(dump.records)  # the worker is back when it beats again: worker-offline comes before it listens
+        dump.until(lambda r: r.get("hostname") == sentinel_worker.hostname and r["type"] == "worker-heartbeat"
                    and dump.records.index(r) >= after, timeout=60)
         pinged = run_bin("cctl", "-b", url, "ping", "-d", sentinel_worker.hostname, "-t", "10")
         assert pinged.status == 0, pinged

@@ -116,16 +116,25 @@ def test_pmessage_frames_split_at_every_byte_boundary():
 
     def records(*chunks):
         for chunk in chunks:
-            source._decode_item((7.0, chunk))
+            source._decode_item((7.0, chunk, 0))
         taken = list(source._pending)
         source._pending.clear()
-        assert source._rest == b""
+        assert source._rest[0] == b""
         return taken
 
     whole = records(stream)
     assert [record["type"] for record in whole] == ["task-succeeded", "task-started", "task-succeeded", "error"]
     for cut in range(1, len(stream)):
         assert records(stream[:cut], stream[cut:]) == whole, cut
+
+    # A Sentinel handover reads the demoted master and the new one at once: their chunks interleave.
+    for cut in range(1, len(stream)):
+        for item in [(7.0, stream[:cut], 0), (7.0, stream[:cut], 1), (7.0, stream[cut:], 0), (7.0, stream[cut:], 1)]:
+            source._decode_item(item)
+        both = list(source._pending)
+        source._pending.clear()
+        assert sorted(map(repr, both)) == sorted(map(repr, whole + whole)), cut
+        assert source._rest == {0: b"", 1: b""}
 
 
 # amqpwire: Connection.Blocked ------------------------------------------------------

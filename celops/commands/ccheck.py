@@ -85,10 +85,8 @@ def build_parser():
     add_management_option(parser)
     parser.man_sections[:0] = [("CHECKS", checks_section())]
     parser.man_sections += [
-        ("RECORDS",
-         '{"type":"finding","check":ID,"severity":"ok"|"info"|"warn"|"crit"|"unknown","subject":NAME,\n'
-         '   "message":TEXT,"value":V|null,"threshold":V|null,"hint":TEXT|null}'
-         "\n\nOne per problem, check by check in the order of CHECKS; with -v also one \"ok\" finding per "
+        ("FINDINGS",
+         "One finding record per problem, check by check in the order of CHECKS; with -v also one \"ok\" finding per "
          "check that found nothing. An \"unknown\" finding is a check that could not run; its message says why "
          "(the broker cannot be reached, or a part of the cluster did not answer within -t). --list writes "
          "one check record per check instead (see celops(7))."),

@@ -221,15 +221,6 @@ def build_parser():
     parser.man_sections.append(("COMMANDS", "\n".join(
         f"  {synopsis(name, command):52}  {command.summary}" for name, command in COMMANDS.items())))
     parser.man_sections.append(("CALL", CALL_HELP))
-    parser.man_sections.append(("RECORDS", "\n".join([
-        "One line per worker reply, secrets redacted:",
-        "",
-        '  {"type": "reply", "command": "stats", "hostname": "w1@host", "worker": "w1@host",',
-        '   "reply": {...}, "received": 1795310000.5}',
-        "",
-        "With --each, one line per item of a list reply instead: a task item's fields at the top level "
-        "plus \"uuid\" (active, reserved, scheduled; revoked items are just \"uuid\"), so they pipe into "
-        "cctl revoke - and cctl terminate SIG -; a registered item is \"name\"."])))
     parser.man_sections.append(("EXAMPLES", "\n".join([
         "  cctl ping -d w1@host,w2@host",
         "  cctl stats | jq -c '{worker, pool: .reply.pool.\"max-concurrency\"}'",

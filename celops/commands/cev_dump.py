@@ -28,7 +28,7 @@ EVENT_TYPES = ("task-sent", "task-received", "task-started", "task-succeeded", "
 def build_parser():
     parser = cli.command_parser(
         "cev-dump", __doc__, timeout=DEFAULT_CONNECT_TIMEOUT, timeout_help=CONNECT_TIMEOUT_HELP)
-    filters = parser.add_argument_group("filters")
+    filters = parser.add_argument_group("filters", "they select events; gap and error records always pass")
     cli.complete_with(filters.add_argument(
         "--type", action="extend", type=cli.name_list("event type glob"), metavar="GLOB",
         help="only events of these types: task-failed, task-*; repeatable or comma-separated; a type or glob "
@@ -52,11 +52,6 @@ def build_parser():
                              "or warn and exit 1")
     add_source_options(parser)
     parser.man_sections[:0] = [
-        ("RECORDS", "event: every field the worker sent, plus local_received. "
-                    "celops-gap: {\"type\": \"celops-gap\", \"reason\", \"since\", \"until\", \"dropped\"}. "
-                    "error: {\"type\": \"error\", \"error\", \"size\", \"local_received\"} for an undecodable message "
-                    "or an object without a string type. "
-                    "Filters apply to events; gap and error records always pass."),
         ("EXAMPLES", "  cev-dump --type task-failed | jq -r .exception\n"
                      "  cev-dump --task 'proj.billing.*' --duration 60 > billing.ndjson\n"
                      "  cev-dump --queue celops-audit --idle 5 >> events.ndjson   # RabbitMQ, from cron"),
@@ -65,7 +60,20 @@ def build_parser():
                     "With --queue, events are delivered at least once: a message is acknowledged only after all "
                     "its events were written, so a run that ends inside a task.multi batch (--limit, a kill) "
                     "writes the first events of that batch again on the next run; deduplicate on hostname, "
-                    "type, timestamp and uuid if that matters."),
+                    "type, timestamp and uuid if that matters.\n\n"
+                    "Through Redis Sentinel, a promotion is read without a hole: the demoted master goes on "
+                    "answering for about 10 s and the workers go on publishing there until it drops them, so "
+                    "cev-dump subscribes on the new master at once and reads the old one until it lets go; a "
+                    "celops-gap record with dropped 0 marks the move.\n\n"
+                    "--queue with a failover list of independent RabbitMQ nodes (not one cluster): the queue lives "
+                    "on one node. cev-dump declares it on the node it lands on, but until then that node drops "
+                    "the events it is sent, so declare it on every node of the list first (cev-dump --queue NAME "
+                    "--duration 1 -b URL, once per node), or use a cluster with quorum queues. Then no event "
+                    "published on the node cev-dump reads is lost, including while it switches (a celops-gap "
+                    "record with from and to marks the switch). The events the lost node still held (not yet "
+                    "delivered, or not yet acknowledged) are not: celery sends events as transient messages, "
+                    "which a node drops when it stops, and a node that stays up keeps them until cev-dump reads "
+                    "it again."),
     ]
     return parser
 
@@ -183,7 +191,7 @@ def run(ctx):
                 if kind == GAP:
                     if args.on_gap != "record":
                         ctx.warn(gap_warning(record))
-                        if args.on_gap == "exit":
+                        if args.on_gap == "exit" and record["dropped"] != 0:  # 0: a switch, nothing lost
                             write(b"".join(lines))
                             return 1
                         continue
@@ -205,6 +213,8 @@ def run(ctx):
 
 
 def gap_warning(gap):
+    if gap["dropped"] == 0:
+        return f"moved from {gap['from']} to {gap['to']}, nothing missed: {gap['reason']}"
     dropped = "unknown number" if gap["dropped"] is None else gap["dropped"]
     return (f"events lost ({dropped}) between {gap['since']:.3f} and {gap['until']:.3f}: "
             f"{gap['reason']}")

@@ -146,7 +146,7 @@ def _event_feed(ctx, model, report):
     unreachable broker (69, as for every command, terminal or not), then a
     terminal cev-top cannot draw on (78).
     """
-    from celops.commands.cev_cam import reads_broker
+    from celops.core.events import reads_broker
     from celops.core.ndjson import Reader
     from celops.top import feeds, terminal
 

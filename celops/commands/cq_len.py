@@ -51,15 +51,6 @@ def build_parser():
     add_management_option(parser)
     cli.document_names_input(parser)
     parser.man_sections += [
-        ("RECORDS",
-         '{"type":"queue","queue":NAME,"messages":N,"ready":N,"unacked":N|null,"consumers":N|null,\n'
-         '   "memory":BYTES|null,"by_priority":{"0":N,"3":N,"6":N,"9":N}|null,\n'
-         '   "source":"redis"|"amqp+management"|"amqp","stats_age":SECONDS|null}'
-         "\n\nWith --watch every record also has \"timestamp\": epoch seconds of its batch.\n\n"
-         "A queue whose Redis key is not a list (another application's string or hash under that name):\n"
-         '  {"type":"error","queue":NAME,"key":KEY,"error":"holds a string, not a list"}\n'
-         "and a stderr line; its counts are not given (nor put in the Prometheus output), the other queues' are, "
-         "and the exit status is 65."),
         ("WATCH",
          "With --watch, a broker that goes away after the first batch is not the end: cq-len says so on "
          "stderr (\"cq-len: cannot reach broker URL: REASON; retrying\"), tries again after 0.1 s, doubling up "

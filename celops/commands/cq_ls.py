@@ -19,7 +19,6 @@ def build_parser():
     parser = cli.command_parser("cq-ls", __doc__, timeout=5.0)
     parser.add_argument("--all", action="store_true", help="include celery's internal queues")
     add_management_option(parser)
-    parser.man_sections.append(("RECORDS", '{"type": "queue", "queue": NAME, "broker": REDACTED_URL}'))
     return parser
 
 

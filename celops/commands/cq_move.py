@@ -53,12 +53,6 @@ def build_parser():
     parser.add_argument("-f", "--force", action="store_true", help="move without asking (needed without a TTY)")
     parser.add_argument("--dry-run", action="store_true", help="print what would move; move nothing")
     parser.man_sections += [
-        ("RECORDS",
-         'One message record per message moved, as cq-peek prints it plus where it went:\n'
-         '  {"type":"message","queue":SRC,"uuid":ID,...,"moved_to":DEST}\n'
-         'then one per source queue:\n'
-         '  {"type":"queue","queue":SRC,"moved":N}\n'
-         'With --dry-run each record also has "dry_run":true and says what would move.'),
         ("DELIVERY ORDER",
          "Messages move in the order workers would receive them, and keep it: on Redis priority list 0 (the "
          "bare queue name) first, then the lists of steps 3, 6 and 9 (kombu's priority_steps), oldest first "

@@ -31,23 +31,14 @@ def build_parser():
                         help="skip the first N messages, in delivery order")
     add_management_option(parser)
     parser.man_sections += [
-        ("RECORDS",
-         '{"type":"message","queue":Q,"uuid":ID,"id":ID,"task":NAME,"args":[...],"kwargs":{...},\n'
-         '   "eta":ISO|null,"expires":ISO|null,"retries":N,"priority":N|null,"root_id":ID,\n'
-         '   "parent_id":ID|null,"origin":"pid@host","headers":{...},"size":BYTES}\n\n'
-         'plus "body": "<pickle, N bytes>" for bodies it does not decode and "error" saying what could not be '
-         'decoded (the fields that could be read are kept; a field of the wrong type is null); '
-         '{"type":"error","queue":Q,"error":WHY,"size":BYTES} for a message that is not a kombu message at all; '
-         '{"type":"error","queue":Q,"key":KEY,"error":WHY} for a Redis key of the queue that is not a list. '
-         "eta and expires are kept as the message carries them (ISO 8601 strings); size is the body's bytes. "
-         'On RabbitMQ an empty header value, which the management API shows as "undefined", is null.'),
         ("CAVEATS",
          "RabbitMQ has no way to look without taking: the management API gets the first N messages and "
          "rejects them with requeue, so they go back to the queue, marked redelivered, and may come back "
          "in a different order behind messages that arrived meanwhile; a consumer may also receive one while "
          "it is out. Peek a busy RabbitMQ queue only when that reordering is acceptable. --offset on RabbitMQ "
          "still fetches (and requeues) the skipped messages; -n 0 there means every message ready when cq-peek "
-         "starts (a passive queue_declare counts them), all taken and requeued at once.\n\n"
+         "starts (a passive queue_declare counts them), all taken and requeued at once. A header value the "
+         "management API shows as \"undefined\" (empty) is null.\n\n"
          "On Redis the view is exact but not atomic: messages consumed or published while cq-peek reads "
          "may be missed or shown twice across a large peek."),
         ("EXAMPLES",

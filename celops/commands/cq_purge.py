@@ -57,13 +57,6 @@ def build_parser():
                         help="--keep/--drop count from the other end: the last N in delivery order")
     add_management_option(parser)
     parser.man_sections += [
-        ("RECORDS",
-         '  {"type":"queue","queue":NAME,"purged":N}\n\n'
-         'One per queue; with --unacked also "unacked_purged":N; '
-         'with --dry-run also "dry_run":true, and the counts are what would go. '
-         'With --task, --id or -, first one message record (as cq-peek prints it) per message removed. '
-         'A queue whose Redis key is not a list (see above):\n'
-         '  {"type":"error","queue":NAME,"key":KEY,"error":"holds a string, not a list"}'),
         ("UNACKED",
          "A purge removes waiting messages only. Messages a worker has already prefetched are not in the "
          "queue any more and survive it (celery issue 455): they run, or, if their worker dies, come back. "

@@ -37,16 +37,9 @@ def duration(text):
     return float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
 
 
-def add_backend_options(parser):
-    """--backend and --unsafe-pickle: what cres and csend --wait read results with."""
-    parser.add_argument("--backend", metavar="URL",
-                        help="result backend URL (redis://..., db+postgresql://..., db+sqlite:///PATH); "
-                             "default: $CELOPS_RESULT_BACKEND, then the -A app's result_backend")
-    parser.add_argument("--unsafe-pickle", action="store_true",
-                        help="unpickle pickled results (runs code from the backend: only for backends you trust)")
-
-
 def build_parser():
+    from celops.core.results import add_backend_options
+
     parser = cli.command_parser("cres", __doc__, broker=False, timeout=10.0,
                                 timeout_help="give up on the result backend after this long (default 10)")
     parser.add_argument("-A", "--app", metavar="MODULE[:ATTR]",
@@ -71,19 +64,6 @@ def build_parser():
     forget.add_argument("--dry-run", action="store_true", help="with --forget: print what would go; delete nothing")
     cli.document_names_input(parser)
     parser.man_sections += [
-        ("RECORDS",
-         '  {"type":"result","uuid":ID,"state":STATE,"result":VALUE,"traceback":TEXT|null,\n'
-         '   "date_done":ISO|null,"children":[...],"name":NAME,"args":[...],"kwargs":{...},\n'
-         '   "worker":HOST,"retries":N,"queue":Q}\n\n'
-         "name, args, kwargs, worker, retries and queue are stored only when the workers run with "
-         "result_extended = True: they are present when the backend has them and absent otherwise. "
-         "An id the backend does not know has \"known\":false. A failure's result is the exception as celery "
-         "stores it ({\"exc_type\":...,\"exc_message\":[...],\"exc_module\":...}); exceptions are never "
-         "rebuilt, so no task code is imported. Values that are not decoded are shown like cq-peek's "
-         "bodies, e.g. \"<pickle, 120 bytes>\"; a Redis result whose whole meta is pickled has \"state\":null. "
-         "With --forget each record also has \"forgotten\":true, with --dry-run \"dry_run\":true.\n\n"
-         '  {"type":"count","state":STATE,"name":NAME,"count":N}\n\n'
-         "With --count, one per state (and task name with --by-name), the most frequent first."),
         ("PICKLE",
          "Pickled results are never unpickled unless --unsafe-pickle is given: unpickling runs whatever "
          "code the stored bytes name, and a result backend is writable by every worker."),

@@ -16,7 +16,8 @@ workers store them (result_extended = True).
 
 --wait waits for each sent task's result in the result backend (--backend
 URL, $CELOPS_RESULT_BACKEND or the -A app's) and prints it as a cres result
-record; -t bounds the whole wait.
+record; -t bounds the whole wait: tasks not done by then are printed as they
+stand, and the exit status is 1.
 """
 
 import itertools
@@ -68,7 +69,7 @@ def _expiry(text):
 
 
 def build_parser():
-    from celops.commands.cres import add_backend_options
+    from celops.core.results import add_backend_options
 
     parser = cli.command_parser("csend", __doc__, timeout=10.0,
                                 timeout_help="give up on the broker after this long; with --wait, on the "
@@ -97,11 +98,6 @@ def build_parser():
     add_backend_options(parser)
     parser.man_sections += [
         ("INPUT", cli.RECORDS_INPUT.replace(" (--strict stops at the first)", "")),
-        ("RECORDS",
-         '  {"type":"sent","uuid":ID,"name":NAME,"queue":Q,"args":[...],"kwargs":{...}}\n\n'
-         'One per task sent; with --dry-run "uuid" is null and "dry_run":true. With --wait, a cres '
-         '"result" record follows for each task (see cres(1)); tasks not done within -t are printed as '
-         "they stand and the exit status is 1."),
         ("EXAMPLES",
          "  csend proj.tasks.add --args '[2, 2]'\n"
          "  csend -b redis://broker:6379/0 proj.tasks.report --kwargs '{\"day\": \"2026-11-01\"}' -Q reports\n"

@@ -42,8 +42,10 @@ caller has taken its events, so nothing is lost between runs.
 """
 
 import collections
-import sys
+import os
 import socket
+import stat
+import sys
 import threading
 import time
 import uuid
@@ -69,6 +71,21 @@ NAMED_QUEUE_PREFETCH = 5000
 RECV_BYTES = 1 << 22
 READER_SWITCH_INTERVAL = 0.0005
 MASTER_CHECK_EVERY = 0.5  # seconds between ROLE checks of a master found through Sentinel
+HANDOVER_LIMIT = 30.0  # seconds a demoted master is read at most (Redis drops its clients about 10 s after)
+
+
+def reads_broker(args, io):
+    """Whether events come from the broker (--live, -b, -A, --detach, a tty on stdin) or from NDJSON (FILE
+    arguments, a piped or redirected stdin): cev-cam and cev-top decide alike."""
+    if args.files:
+        return False
+    if args.live or args.broker or args.app or getattr(args, "detach", False):
+        return True
+    try:
+        mode = os.fstat(io.stdin.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False  # an in-memory stream: tests, embedding
+    return not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode))
 
 
 def add_source_options(parser):
@@ -332,7 +349,11 @@ class RedisEventSource(EventSource):
         pattern = self.pattern.encode()
         self._frame_head = b"*4\r\n$8\r\npmessage\r\n$%d\r\n%s\r\n$" % (len(pattern), pattern)
         self._sock = None
-        self._rest = b""
+        self._stream = 0  # which socket the bytes came from: each has its own partial frame
+        self._rest = {}
+        self._handover = None  # (socket of the demoted master, Reconnection, deadline) while it is still read
+        self._reconnecting = False
+        self._switching = threading.Lock()  # one of: a reconnection by the reader, a handover by the watcher
 
     def _connect_first(self):
         self._sock = self._connect()
@@ -343,24 +364,49 @@ class RedisEventSource(EventSource):
             self._spawn(self._watch_master, "celops-events-sentinel")
 
     def _watch_master(self):
-        """Through Sentinel: drop the subscription once its master is demoted, so the reader goes to the new one
-        (a demoted master keeps the subscription open, but nobody publishes there any more)."""
+        """Through Sentinel: once its master is demoted, subscribe on the new one and read both.
+
+        A demoted master keeps answering for about 10 s, and the workers go on
+        publishing there until it drops their connections; reading it until it
+        drops ours too (or HANDOVER_LIMIT) is what loses nothing.
+        """
         from celops.core.resp import Redis
 
         client = None
         while not self._stop.wait(MASTER_CHECK_EVERY):
+            handover = self._handover
+            if handover is not None and time.monotonic() > handover[2]:
+                _shut(handover[0])  # its reader writes the switch, with the events since then unknown
             try:
                 if client is None or client.url != self.broker.url:
                     client = Redis.connect_in_use(self.broker, self.connect_timeout)  # checks ROLE too
                 self.broker.transport.still_master(client, self.connect_timeout)
-            except BrokerUnavailable:
+            except BrokerUnavailable as exc:
                 client = None
-                sock = self._sock
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)  # the reader sees it closed, reconnects, writes the gap
-                    except OSError:
-                        pass
+                with self._switching:
+                    if self._handover is None and not self._reconnecting:
+                        self._hand_over(exc.reason)
+
+    def _hand_over(self, reason):
+        """Subscribe on the master the Sentinels name now and read it too; the old socket is read until it closes.
+
+        When no other master answers, the old socket is closed: the reader
+        reconnects with backoff, as after any outage.
+        """
+        old, outage = self._sock, Reconnection(self.broker, reason)
+        try:
+            new = self._connect()
+        except BrokerUnavailable:
+            _shut(old)
+            return
+        if self.broker.redacted_url == outage.lost:  # the Sentinels still name it: no second subscription
+            new.close()
+            _shut(old)
+            return
+        self._handover = (old, outage, time.monotonic() + HANDOVER_LIMIT)
+        self._stream += 1
+        self._sock, stream = new, self._stream
+        self._spawn(lambda: self._read(new, stream), "celops-events-reader")
 
     def _connect(self):
         """A socket subscribed to the event pattern, with nothing read past the PSUBSCRIBE reply.
@@ -387,7 +433,10 @@ class RedisEventSource(EventSource):
             raise BrokerUnavailable(self.broker.url, _socket_reason(exc)) from exc
 
     def _read_forever(self):
-        sock = self._sock
+        self._read(self._sock, self._stream)
+
+    def _read(self, sock, stream):
+        """Move bytes from ``sock`` to the backlog; reconnect after an outage, or end when a handover is over."""
         put = self.backlog.put
         while not self._stop.is_set():
             paused_since = None
@@ -396,36 +445,47 @@ class RedisEventSource(EventSource):
                     chunk = sock.recv(RECV_BYTES)
                     if not chunk:
                         raise ConnectionResetError("connection closed by the broker")
-                    waited = put((time.time(), chunk), len(chunk))
+                    waited = put((time.time(), chunk, stream), len(chunk))
                     if waited and paused_since is None:
                         paused_since = waited
             except OSError as exc:
                 if self._stop.is_set():
                     return
+                sock.close()
+                with self._switching:
+                    handover = self._handover
+                    if handover is not None and handover[0] is sock:
+                        let_go = time.monotonic() <= handover[2]
+                        put(handover[1].switched(dropped=0 if let_go else None), 0)
+                        self._handover = None
+                        return
+                    self._reconnecting = True
                 reason = _socket_reason(exc)
                 if paused_since:
                     reason = f"backlog full (--buffer {self.args.buffer:g} MB), then {reason}"
-                sock.close()
                 outage = Reconnection(self.broker, reason, paused_since)
                 sock = outage.attempt(self._connect, self._stop)
                 if sock is None:
                     return
-                self._sock = sock
+                with self._switching:
+                    self._stream += 1
+                    self._sock, stream = sock, self._stream
+                    self._reconnecting = False
                 put(outage.gap(), 0)
 
     def close(self):
         self._stop.set()
-        if self._sock is not None:  # wakes the reader thread out of recv
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        handover = self._handover
+        for sock in (self._sock, handover and handover[0]):
+            if sock is not None:  # wakes its reader thread out of recv
+                _shut(sock)
         super().close()
         if self._sock is not None:
             self._sock.close()
 
     def _on_gap(self):
-        self._rest = b""
+        """The sockets that ended: their half-read frames go; the one read now keeps its own."""
+        self._rest = {self._stream: self._rest.get(self._stream, b"")}
 
     def _decode_item(self, item):
         """Decode every complete pmessage frame of the bytes read so far; keep the partial tail.
@@ -435,8 +495,9 @@ class RedisEventSource(EventSource):
         right here; anything else, or anything that fails, takes the careful
         path of ``_decode_envelope``, which says what is wrong.
         """
-        received, chunk = item
-        buf = self._rest + chunk if self._rest else chunk
+        received, chunk, stream = item
+        rest = self._rest.get(stream)
+        buf = rest + chunk if rest else chunk
         end = len(buf)
         pos = 0
         find = buf.find
@@ -479,7 +540,7 @@ class RedisEventSource(EventSource):
                     pending.extend(value)
                     continue
             self._decode_envelope(buf[data:data_end], received, buf[channel:mark - 2])
-        self._rest = buf[pos:]
+        self._rest[stream] = buf[pos:]
 
     def _decode_envelope(self, data, received, channel):
         """kombu's Redis envelope, read with care: JSON with the (base64) body and its content type."""
@@ -637,6 +698,14 @@ class AmqpEventSource(EventSource):
             self._done = self._taken
         self._taken = (generation, tag)
         self._decode_body(body, content_type, received, len(body))
+
+
+def _shut(sock):
+    """Wake whoever is blocked reading ``sock``: it sees the connection closed."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _release(connection):

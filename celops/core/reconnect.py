@@ -6,6 +6,12 @@ connection when a broker goes down or a Sentinel demotes the master. They call
 each try going through ``Broker.connect`` (which asks the Sentinels afresh, or
 walks the failover list), and ``gap`` then describes the hole in the stream,
 with the host switch when there was one.
+
+The Redis event reader does not wait to be dropped by a demoted master: it
+subscribes on the new one as soon as the Sentinels name it and reads both
+until the old one lets go (``RedisEventSource._hand_over`` in events.py), since
+the workers go on publishing to the old one until then; ``switched`` is the
+record of that move, a gap of no length.
 """
 
 import time
@@ -50,6 +56,12 @@ class Reconnection:
         """The celops-gap record of this outage, ending now, with ``from``/``to`` when the host changed."""
         return records.gap(self.reason, self.since, time.time(), dropped,
                            switched=(self.lost, self.broker.redacted_url))
+
+    def switched(self, dropped):
+        """A celops-gap of no length: the stream moved to another host with both read meanwhile (a handover);
+        ``dropped`` is 0 when the old host let go by itself, None when we gave up on it first."""
+        now = time.time()
+        return records.gap(self.reason, now, now, dropped, switched=(self.lost, self.broker.redacted_url))
 
     def warning(self):
         """The same in words, for commands whose stdout is not a record stream (cq-len --watch)."""

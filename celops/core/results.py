@@ -21,6 +21,15 @@ SAFE_CONTENT = ["json", "msgpack", "yaml"]
 DEFAULT_TIMEOUT = 10.0
 
 
+def add_backend_options(parser):
+    """--backend and --unsafe-pickle: what cres and csend --wait read results with."""
+    parser.add_argument("--backend", metavar="URL",
+                        help="result backend URL (redis://..., db+postgresql://..., db+sqlite:///PATH); "
+                             "default: $CELOPS_RESULT_BACKEND, then the -A app's result_backend")
+    parser.add_argument("--unsafe-pickle", action="store_true",
+                        help="unpickle pickled results (runs code from the backend: only for backends you trust)")
+
+
 def open_store(backend_url, app_spec, unsafe_pickle, timeout):
     """The ResultStore for ``--backend URL``, $CELOPS_RESULT_BACKEND or the -A app's result_backend."""
     from celops.core.broker import load_app
