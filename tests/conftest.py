@@ -22,15 +22,21 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
-_next_db = itertools.cycle(range(1, DATABASES))
+_databases = itertools.cycle(range(1, DATABASES))
+
+
+def empty_db_url(server):
+    """The URL of the private server's next database, emptied first: databases are taken in turn, then
+    reused, so one test's leftovers (a poisoned binding, old results) must never meet the next test."""
+    url = server.url(next(_databases))
+    redis.Redis.from_url(url).flushdb()
+    return url
 
 
 @pytest.fixture
 def fresh_redis_url(redis_server):
-    """A Redis database of its own for one test, emptied first (databases are taken in turn, then reused)."""
-    url = redis_server.url(next(_next_db))
-    redis.Redis.from_url(url).flushdb()
-    return url
+    """A Redis database of its own for one test (see empty_db_url)."""
+    return empty_db_url(redis_server)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ import requests
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RABBIT_API = os.environ.get("CELOPS_TEST_RABBIT_API", "http://127.0.0.1:15672/api")
 RABBIT_AUTH = ("guest", "guest")
-DATABASES = 64  # per private redis-server; tests take them in turn (conftest.fresh_redis_url)
+DATABASES = 256  # per private redis-server; tests take them in turn (conftest.empty_db_url), a module-long
+# fixture holding one must not see it reused while it runs
 
 
 def free_port():

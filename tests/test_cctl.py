@@ -54,7 +54,7 @@ def cluster(request, tmp_path_factory):
     if request.param == "redis":
         server = request.getfixturevalue("redis_server")
         # a password on a server without one: the default user accepts any, so it must be redacted
-        url = server.url(next(conftest._next_db)).replace("redis://", "redis://default:s3cret@")
+        url = conftest.empty_db_url(server).replace("redis://", "redis://default:s3cret@")
     else:
         vhost = RabbitVhost().create()
         url = vhost.url()

@@ -12,7 +12,7 @@ import redis
 
 from celops.commands import cq_move, cq_purge
 from celops.core.cli import IO
-from tests.conftest import BIN, _next_db, run_bin, run_command
+from tests.conftest import BIN, empty_db_url, run_bin, run_command
 from tests.queue_support import publish
 from tests.results_support import wait_done
 from tests.support import send_tasks, wait_for, worker_env
@@ -43,7 +43,7 @@ class Terminal(io.BytesIO):
 
 def test_a_filtered_subset_moves_in_delivery_order_over_every_priority_list_and_a_worker_runs_it(
         redis_server, start_worker, unique):
-    broker_url, backend_url = redis_server.url(next(_next_db)), redis_server.url(next(_next_db))
+    broker_url, backend_url = empty_db_url(redis_server), empty_db_url(redis_server)
     redis.Redis.from_url(broker_url).flushdb()
     adds = publish(broker_url, [(unique, p, (p, n)) for n in range(2) for p in (0, 5, 9)], transport_options=KEYPREFIX)
     others = send_tasks(broker_url, unique, "tests.app.echo", ["stay"], transport_options=KEYPREFIX)
@@ -93,9 +93,9 @@ def test_ids_from_stdin_consent_and_bad_lines(fresh_redis_url, unique):
 
 @pytest.mark.parametrize("direction", ["redis-to-rabbitmq", "rabbitmq-to-redis"])
 def test_between_brokers_a_worker_runs_each_task(redis_server, rabbit_vhost, start_worker, unique, direction):
-    redis_url = redis_server.url(next(_next_db))
+    redis_url = empty_db_url(redis_server)
     redis.Redis.from_url(redis_url).flushdb()
-    backend_url = redis_server.url(next(_next_db))
+    backend_url = empty_db_url(redis_server)
     rabbit_url = rabbit_vhost.url()
     source, destination = (redis_url, rabbit_url) if direction == "redis-to-rabbitmq" else (rabbit_url, redis_url)
     if source == rabbit_url:  # the queue must exist on RabbitMQ before messages can wait in it
@@ -126,7 +126,7 @@ def test_rabbitmq_missing_destination_and_filtered_leftovers_come_back_in_order(
 
 def test_kill_9_during_a_100k_move_then_rerun_loses_nothing(redis_server, unique, tmp_path):
     """Between two Redis databases (a move between brokers: publish, then remove): killed at random moments."""
-    source, destination = redis_server.url(next(_next_db)), redis_server.url(next(_next_db))
+    source, destination = empty_db_url(redis_server), empty_db_url(redis_server)
     for url in (source, destination):
         redis.Redis.from_url(url).flushdb()
     (template_id,) = publish(source, [(unique, 0, (0, 0))])

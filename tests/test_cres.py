@@ -11,7 +11,7 @@ import pytest
 
 from celops.commands import cres as cres_command
 from celops.core.cli import IO
-from tests.conftest import _next_db
+from tests.conftest import empty_db_url
 from tests.results_support import PostgresDatabase, backend_app, cres, sqlite_url, wait_done
 from tests.support import ROOT, Worker, send_tasks, undocumented_fields
 
@@ -80,14 +80,14 @@ def check_lookup(backend_url, broker_url, worker, extended):
 @pytest.mark.parametrize("extended", [True, False], ids=["extended", "plain"])
 @pytest.mark.parametrize("kind", ["redis", "sqlite"])
 def test_lookup_list_and_count_of_real_results(kind, extended, redis_server, tmp_path, start_worker):
-    broker_url = redis_server.url(next(_next_db))
-    backend_url = redis_server.url(next(_next_db)) if kind == "redis" else sqlite_url(str(tmp_path))
+    broker_url = empty_db_url(redis_server)
+    backend_url = empty_db_url(redis_server) if kind == "redis" else sqlite_url(str(tmp_path))
     worker = start_worker(broker_url, result_backend=backend_url, result_extended=extended, events=False)
     check_lookup(backend_url, broker_url, worker, extended)
 
 
 def test_postgresql(redis_server, start_worker):
-    broker_url = redis_server.url(next(_next_db))
+    broker_url = empty_db_url(redis_server)
     with PostgresDatabase() as database:
         empty = cres("--backend", database.url(), "--state", "FAILURE")  # no table yet: nothing, and none made
         assert empty.status == 0 and empty.records == [], empty

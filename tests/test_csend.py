@@ -3,7 +3,7 @@
 import redis
 
 from celops.commands import csend as csend_command
-from tests.conftest import _next_db, run_command
+from tests.conftest import empty_db_url, run_command
 from tests.results_support import cres, wait_done
 from tests.support import send_tasks, undocumented_fields
 
@@ -13,7 +13,7 @@ def csend(*argv, stdin=b""):
 
 
 def test_a_task_by_name_runs_and_wait_prints_its_result(redis_server, start_worker):
-    broker_url, backend_url = redis_server.url(next(_next_db)), redis_server.url(next(_next_db))
+    broker_url, backend_url = empty_db_url(redis_server), empty_db_url(redis_server)
     start_worker(broker_url, result_backend=backend_url, events=False)
     result = csend("-b", broker_url, "tests.app.add", "--args", "[2, 3]", "--wait", "--backend", backend_url,
                    "-t", "60")
@@ -25,7 +25,7 @@ def test_a_task_by_name_runs_and_wait_prints_its_result(redis_server, start_work
 
 
 def test_re_running_the_failed_tasks_with_their_original_arguments(redis_server, start_worker):
-    broker_url, backend_url = redis_server.url(next(_next_db)), redis_server.url(next(_next_db))
+    broker_url, backend_url = empty_db_url(redis_server), empty_db_url(redis_server)
     start_worker(broker_url, result_backend=backend_url, result_extended=True, events=False)
     failed = [send_tasks(broker_url, "celery", "tests.app.fail", [f"card {n}"])[0] for n in range(3)]
     succeeded = send_tasks(broker_url, "celery", "tests.app.add", [1, 1])
