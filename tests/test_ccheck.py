@@ -190,3 +190,22 @@ def test_prometheus_textfile_has_one_gauge_per_check(fresh_redis_url, tmp_path):
 def test_bad_thresholds_are_usage_errors(argv):
     result = run_command(ccheck.main, argv)
     assert result.status == 2 and "Traceback" not in result.stderr
+
+
+def test_a_killed_workers_mailbox_binding_on_redis_is_a_leak_not_a_worker(fresh_redis_url, start_worker):
+    """SIGKILL leaves the worker's member in _kombu.binding.celery.pidbox (kombu removes it only at shutdown)."""
+    alive, killed = start_worker(fresh_redis_url), start_worker(fresh_redis_url)
+    killed.kill()
+    killed.process.wait(10)
+    client = redis.Redis.from_url(fresh_redis_url)
+    member = next(m for m in client.smembers("_kombu.binding.celery.pidbox") if killed.hostname.encode() in m)
+    result = check(fresh_redis_url, "-d", alive.hostname, "--check", "workers.ping,workers.heartbeat,queues.leaks")
+    assert [(r["check"], r["subject"], r["value"]) for r in result.records] == [
+        ("queues.leaks", "mailbox bindings", 1)], result
+    assert killed.hostname in result.records[0]["message"] and result.status == 1
+    removal = result.records[0]["hint"].split(", then ", 1)[1]
+    port = fresh_redis_url.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(["bash", "-c", removal.replace("redis-cli", f"redis-cli -p {port}", 1)], check=True,
+                   capture_output=True)
+    assert member not in client.smembers("_kombu.binding.celery.pidbox")
+    assert check(fresh_redis_url, "-d", alive.hostname, "--check", "queues.leaks").records == []
