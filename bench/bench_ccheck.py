@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.bench_cctl import CELERY, timed  # noqa: E402
-from bench.common import exit_on_sigterm, median_time, print_table, start_workers  # noqa: E402
+from bench.common import exit_on_sigterm, median_time, print_table, start_workers, stop_workers  # noqa: E402
 from tests.support import RedisServer, send_tasks  # noqa: E402
 
 CCHECK = os.path.join(ROOT, "bin", "ccheck")
@@ -67,8 +67,7 @@ def main():
         rows.append(("celery CLI total (sequential)", "", f"{total:.3f}", "", f"{total / ours:.1f}x",
                      "no judging, no events, no queue consumers"))
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
         server.stop()
     print_table(("case", "runs", "median s", "min s", "vs ccheck", "note"), rows)
     print(f"\nfloor (<= 3 s wall for a full check): {'met' if ours <= 3 else 'NOT met'} ({ours:.3f} s)")

@@ -24,7 +24,8 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import child_env, exit_on_sigterm, median_time, print_table, start_workers  # noqa: E402
+from bench.common import (  # noqa: E402
+    child_env, exit_on_sigterm, median_time, print_table, start_workers, stop_workers)
 from tests.support import RabbitVhost, RedisServer, worker_env  # noqa: E402
 
 CCTL = os.path.join(ROOT, "bin", "cctl")
@@ -110,8 +111,7 @@ def main():
         bench_stats(url, workers[:8])
         bench_revoke(url, workers[0])
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
         vhost.delete()
         redis.stop()
     header = ("transport", "case", "runs", "median s", "min s", "vs cctl", "note")

@@ -55,3 +55,12 @@ def start_workers(url, count, logdir, started):
     with ThreadPoolExecutor(count) as pool:
         list(pool.map(Worker.start, workers))  # a worker that did not start raises here
     return workers
+
+
+def stop_workers(workers):
+    """Stop every worker: all are told at once, then each is waited for (and killed if it does not go)."""
+    for worker in workers:
+        if worker.process is not None:
+            worker.kill(signal.SIGTERM)
+    for worker in workers:
+        worker.stop()
