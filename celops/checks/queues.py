@@ -155,7 +155,7 @@ def _left_mailboxes(facts, layout):
             if worker not in answered and worker not in facts.expected}
     if left:
         key = layout["prefix"] + MAILBOX_BINDING
-        members = " ".join(_shell(member) for member in list(left.values())[:20])
+        members = " ".join(_shell(left[worker]) for worker in sorted(left)[:20])
         yield finding("warn", "mailbox bindings", f"{len(left)} mailbox binding members of workers that did not "
                                                   f"answer ping (killed without a shutdown, or hung): "
                                                   f"{_some(sorted(left))}", len(left), 0,
