@@ -20,37 +20,28 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import child_env, median_time, print_table  # noqa: E402
-from tests.support import RabbitVhost, RedisServer, Worker, worker_env  # noqa: E402
+from bench.common import (  # noqa: E402
+    child_env, exit_on_sigterm, median_time, print_table, start_workers, stop_workers)
+from tests.support import RabbitVhost, RedisServer, worker_env  # noqa: E402
 
 CCTL = os.path.join(ROOT, "bin", "cctl")
 CELERY = [sys.executable, "-m", "celery"]
 ROWS = []
 
 
-def start_workers(url, count, logdir):
-    import celery.app  # noqa: F401  (imported once here: concurrent first imports in threads race)
-
-    workers = [Worker(url, name=f"w{i + 1}", pool="solo", concurrency=1, events=False, logdir=logdir)
-               for i in range(count)]
-    with ThreadPoolExecutor(count) as pool:
-        list(pool.map(Worker.start, workers))  # a worker that did not start raises here
-    return workers
-
-
-def timed(argv, url, runs, stdin=b""):
-    """Median and min wall time of ``argv``; returns (median, min, last CompletedProcess)."""
+def timed(argv, url, runs, stdin=b"", statuses=(0,)):
+    """Median and min wall time of ``argv`` (exiting with one of ``statuses``); returns (median, min, last
+    CompletedProcess)."""
     env = child_env(**worker_env(url), CELOPS_BROKER_URL=url, CELERY_BROKER_URL=url)
     last = []
 
     def run():
         proc = subprocess.run(argv, cwd=ROOT, env=env, input=stdin, capture_output=True)
-        if proc.returncode != 0:
+        if proc.returncode not in statuses:
             raise SystemExit(f"{argv[:6]} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
         last[:] = [proc]
 
@@ -105,6 +96,7 @@ def bench_revoke(url, worker, count=10_000, batch=1000):
 
 
 def main():
+    exit_on_sigterm()
     logdir = tempfile.mkdtemp(prefix="bench-cctl-")
     redis = RedisServer(os.path.join(logdir, "redis")).start()
     vhost = RabbitVhost().create()
@@ -112,16 +104,14 @@ def main():
     verdicts = []
     try:
         url = redis.url(0)
-        workers += start_workers(url, 8, logdir)
-        amqp_workers = start_workers(vhost.url(), 2, logdir)
-        workers += amqp_workers
+        start_workers(url, 8, logdir, workers)
+        amqp_workers = start_workers(vhost.url(), 2, logdir, workers)
         verdicts.append(bench_ping("redis", url, workers[0], workers[1]))
         verdicts.append(bench_ping("amqp", vhost.url(), *amqp_workers))
         bench_stats(url, workers[:8])
         bench_revoke(url, workers[0])
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_workers(workers)
         vhost.delete()
         redis.stop()
     header = ("transport", "case", "runs", "median s", "min s", "vs cctl", "note")

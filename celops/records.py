@@ -253,7 +253,8 @@ RECORDS = {
         "summary": "One problem a ccheck check found (with -v, also one ok finding per check that found none).",
         "fields": {
             "type": "\"finding\"",
-            "check": "str: the check's id, AREA.NAME (ccheck --list; man ccheck, CHECKS)",
+            "check": "str: the check's id, AREA.NAME (ccheck --list; man ccheck, CHECKS); without -v, an AREA alone "
+                     "for its checks that could not run for one reason",
             "severity": "str: ok, info (worth knowing, not wrong), warn, crit, or unknown (the check could not "
                         "run: the message says why)",
             "subject": "str: what the finding is about: a queue, a worker, a task name, \"broker\", "

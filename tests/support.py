@@ -240,13 +240,19 @@ def worker_env(broker_url, transport_options=None, result_backend=None, result_e
 
 
 def ping(broker_url, hostname, transport_options=None, timeout=1.0):
-    """True when worker ``hostname`` answers a celery ping on ``broker_url``."""
+    """True when worker ``hostname`` answers a celery ping on ``broker_url``.
+
+    The ping brings its own connection: celery's broadcast would otherwise hold one from kombu's pool (one per
+    URL for the whole process, 10 slots) while taking a second for its producer, so 10 concurrent pings
+    (bench start_workers) each held one and waited forever for another.
+    """
     from celery import Celery
 
     app = Celery("celops-test-ping", broker=broker_url, set_as_current=False)
     app.conf.broker_transport_options = transport_options or {}
     try:
-        return bool(app.control.ping(destination=[hostname], timeout=timeout))
+        with app.connection_for_write() as connection:
+            return bool(app.control.ping(destination=[hostname], timeout=timeout, connection=connection))
     except Exception:
         return False
     finally:

@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from celops.checks import AREAS
 from celops.commands import ccheck
 from tests.conftest import BIN, run_bin, run_command
 from tests.support import pattern_subscribers, poll, send_tasks, undocumented_fields
@@ -135,9 +136,23 @@ def test_an_unreachable_broker_is_critical_within_the_deadline():
     result = run_bin("ccheck", "-b", "redis://127.0.0.1:1/0", "-t", "2")
     assert time.monotonic() - started < 5
     assert result.status == 3 and result.stderr == "", result
-    severities = {record["check"]: record["severity"] for record in result.records}
-    assert severities.pop("broker.reachable") == "crit"
-    assert set(severities.values()) == {"unknown"}
+    assert [(r["check"], r["severity"]) for r in result.records] == [
+        ("broker.reachable", "crit"), *((area, "unknown") for area in AREAS)]
+    every_check = [record["check"] for record in run_command(ccheck.main, ["--list"]).records]
+    assert sum(record["value"] for record in result.records[1:]) == len(every_check) - 1
+    assert "checks could not run (-v names each): the broker cannot be reached" in result.records[2]["message"]
+    verbose = run_bin("ccheck", "-b", "redis://127.0.0.1:1/0", "-t", "2", "-v")
+    assert [record["check"] for record in verbose.records] == every_check
+    assert {record["severity"] for record in verbose.records[1:]} == {"unknown"}
+
+
+def test_an_unreachable_broker_counts_each_check_in_prometheus(tmp_path):
+    path = tmp_path / "ccheck.prom"
+    result = run_bin("ccheck", "-b", "redis://127.0.0.1:1/0", "-t", "2", "--textfile", str(path))
+    assert result.status == 3, result
+    text = path.read_text()
+    assert 'celops_check_severity{check="broker.reachable"} 3.0' in text
+    assert 'celops_check_severity{check="queues.leaks"} -1.0' in text
 
 
 def test_a_worker_that_does_not_answer_in_time_is_unknown_not_a_hang(fresh_redis_url):
@@ -175,3 +190,22 @@ def test_prometheus_textfile_has_one_gauge_per_check(fresh_redis_url, tmp_path):
 def test_bad_thresholds_are_usage_errors(argv):
     result = run_command(ccheck.main, argv)
     assert result.status == 2 and "Traceback" not in result.stderr
+
+
+def test_a_killed_workers_mailbox_binding_on_redis_is_a_leak_not_a_worker(fresh_redis_url, start_worker):
+    """SIGKILL leaves the worker's member in _kombu.binding.celery.pidbox (kombu removes it only at shutdown)."""
+    alive, killed = start_worker(fresh_redis_url), start_worker(fresh_redis_url)
+    killed.kill()
+    killed.process.wait(10)
+    client = redis.Redis.from_url(fresh_redis_url)
+    member = next(m for m in client.smembers("_kombu.binding.celery.pidbox") if killed.hostname.encode() in m)
+    result = check(fresh_redis_url, "-d", alive.hostname, "--check", "workers.ping,workers.heartbeat,queues.leaks")
+    assert [(r["check"], r["subject"], r["value"]) for r in result.records] == [
+        ("queues.leaks", "mailbox bindings", 1)], result
+    assert killed.hostname in result.records[0]["message"] and result.status == 1
+    removal = result.records[0]["hint"].split(", then ", 1)[1]
+    port = fresh_redis_url.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(["bash", "-c", removal.replace("redis-cli", f"redis-cli -p {port}", 1)], check=True,
+                   capture_output=True)
+    assert member not in client.smembers("_kombu.binding.celery.pidbox")
+    assert check(fresh_redis_url, "-d", alive.hostname, "--check", "queues.leaks").records == []

@@ -20,6 +20,7 @@ SEVERITIES = ("ok", "info", "warn", "crit", "unknown")
 RANK = {"ok": 0, "info": 1, "unknown": 2, "warn": 3, "crit": 4}
 # The value of celops_check_severity (--format prom) for a check's worst finding.
 GAUGE = {"ok": 0, "info": 1, "warn": 2, "crit": 3, "unknown": -1}
+UNKNOWN_PREFIX = "could not run: "
 
 Check = namedtuple("Check", "id summary severity option source hint kind function")
 CHECKS = {}
@@ -61,7 +62,7 @@ def judge(selected, facts, args, debug=False):
             try:
                 found = list(spec.function(facts, args))
             except Missing as missing:
-                found = [finding("unknown", "-", f"could not run: {missing}")]
+                found = [finding("unknown", "-", f"{UNKNOWN_PREFIX}{missing}")]
             except Exception as exc:  # a bug in one check must not hide the others' findings
                 if debug:
                     raise
@@ -71,6 +72,31 @@ def judge(selected, facts, args, debug=False):
             hint = item.pop("hint") or (spec.hint if item["severity"] not in ("ok", "unknown") else None)
             records.append({"type": "finding", "check": spec.id, **item, "hint": hint})
     return records
+
+
+def fold_unknowns(records):
+    """The records as printed without -v: the unknown findings of one area that share one reason (an
+    unreachable broker, a gatherer that did not answer) become one finding for the area, so that the reason
+    is read once; the exit status and --format prom still count each check."""
+
+    def area_and_reason(record):
+        return record["check"].split(".")[0], record["message"]
+
+    groups = {}
+    for record in records:
+        if record["severity"] == "unknown":
+            groups.setdefault(area_and_reason(record), []).append(record)
+    folded = []
+    for record in records:
+        group = groups[area_and_reason(record)] if record["severity"] == "unknown" else [record]
+        if len(group) == 1:
+            folded.append(record)
+        elif record is group[0]:
+            area, reason = area_and_reason(record)
+            folded.append({**record, "check": area, "subject": area, "value": len(group),
+                           "message": f"{len(group)} {area} checks could not run (-v names each): "
+                                      f"{reason.removeprefix(UNKNOWN_PREFIX)}"})
+    return folded
 
 
 def worst(records):

@@ -4,6 +4,7 @@ import time
 
 from celops.checks import check, finding
 from celops.checks.facts import DEFAULT_VISIBILITY_TIMEOUT, MAILBOX_BINDING, REPLY_BINDING
+from celops.checks.workers import mailboxes
 
 REDIS_CAVEATS = "celery docs: Using Redis, Caveats (visibility timeout)"
 # A reply list nobody read for this long is left behind: celery's control_queue_expires.
@@ -117,12 +118,15 @@ def binding(facts, args):
                 full_key = layout["prefix"] + key
                 yield finding("crit", shown, f"binding member of {full_key} that the workers cannot split "
                                              f"with sep {layout['sep']!r}", hint=(
-                                  f"redis-cli -n {layout['db']} SREM {_shell(full_key)} {_shell(shown)}"))
+                                  f"redis-cli -n {layout['db']} SREM {_shell(full_key)} {_shell(member)}"))
 
 
 @check("queues.leaks", "no reply queue of remote control is left behind (Redis: a *.reply.celery.pidbox list "
-                       "that no binding names or nobody read for 10 s; RabbitMQ: such a queue without consumer)",
-       severity="warn with their count", source="seed: celery issue 6089 (orphaned reply keys)",
+                       "that no binding names or nobody read for 10 s; RabbitMQ: such a queue without consumer), "
+                       "and on Redis no mailbox binding member of a worker that does not answer ping (kombu "
+                       "removes a worker's at shutdown: one left is a worker killed, or one that hangs)",
+       severity="warn with their count", source="seed: celery issue 6089 (orphaned reply keys); kombu's Redis "
+                                                 "fanout bindings (_kombu.binding.celery.pidbox)",
        hint="remove them (the hint of each finding names the command); cctl cleans up after itself")
 def leaks(facts, args):
     layout = facts.need("layout")
@@ -138,9 +142,30 @@ def leaks(facts, args):
                         if queue["name"].endswith(".reply.celery.pidbox") and not queue.get("consumers"))
         remove = "rabbitmqctl delete_queue NAME (each)"
     if leaked:
-        shown = ", ".join(leaked[:5]) + (f" and {len(leaked) - 5} more" if len(leaked) > 5 else "")
-        yield finding("warn", "reply queues", f"{len(leaked)} reply queues left behind: {shown}", len(leaked), 0,
-                      hint=remove)
+        yield finding("warn", "reply queues", f"{len(leaked)} reply queues left behind: {_some(leaked)}",
+                      len(leaked), 0, hint=remove)
+    if facts.kind == "redis" and facts.has("replies"):
+        yield from _left_mailboxes(facts, layout)
+
+
+def _left_mailboxes(facts, layout):
+    """Mailbox binding members of workers that neither answered ping nor were named by -d (workers.ping's)."""
+    answered = facts.values["replies"]["ping"]
+    left = {worker: member for worker, member in mailboxes(facts).items()
+            if worker not in answered and worker not in facts.expected}
+    if left:
+        key = layout["prefix"] + MAILBOX_BINDING
+        members = " ".join(_shell(left[worker]) for worker in sorted(left)[:20])
+        yield finding("warn", "mailbox bindings", f"{len(left)} mailbox binding members of workers that did not "
+                                                  f"answer ping (killed without a shutdown, or hung): "
+                                                  f"{_some(sorted(left))}", len(left), 0,
+                      hint=f"cctl ping -d WORKER to be sure it is gone, then redis-cli -n {layout['db']} SREM "
+                           f"{_shell(key)} {members}")
+
+
+def _some(names):
+    """The first five names, and how many more."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _epoch(iso):
@@ -152,6 +177,12 @@ def _epoch(iso):
 
 
 def _shell(text):
+    """``text`` (str or bytes) quoted for bash: $'...' with \\xNN escapes when it holds control bytes such as
+    kombu's sep."""
     import shlex
 
-    return shlex.quote(text)
+    raw = text if isinstance(text, bytes) else text.encode()
+    if all(32 <= byte < 127 for byte in raw):
+        return shlex.quote(raw.decode())
+    return "$'" + "".join(chr(byte) if 32 <= byte < 127 and chr(byte) not in "\\'" else f"\\x{byte:02x}"
+                          for byte in raw) + "'"

@@ -7,33 +7,39 @@ MAILBOX_SUFFIX = ".celery.pidbox"
 
 
 def known_workers(facts):
-    """{hostname: how it is known}: ping replies, -d, and every worker mailbox on the broker."""
+    """{hostname: how it is known}: ping replies, -d, and (RabbitMQ) every worker mailbox on the broker.
+
+    A RabbitMQ mailbox goes with its worker's connection, so one that is there
+    is a worker that is there. A Redis mailbox binding stays when its worker was
+    killed: one without an answer is a leak (queues.leaks), not a worker.
+    """
     known = {hostname: "answered ping" for hostname in facts.need("replies")["ping"]}
     for hostname in facts.expected:
         known.setdefault(hostname, "named by -d")
-    for hostname in mailbox_owners(facts):
-        known.setdefault(hostname, "has a mailbox on the broker")
+    if facts.kind != "redis":
+        for hostname in mailboxes(facts):
+            known.setdefault(hostname, "has a mailbox on the broker")
     return known
 
 
-def mailbox_owners(facts):
-    """Workers whose remote-control mailbox exists: Redis binding members, RabbitMQ pidbox queues."""
+def mailboxes(facts):
+    """{worker: its remote-control mailbox}: Redis binding members (bytes), RabbitMQ pidbox queue names."""
     if not facts.has("layout"):
-        return []
+        return {}
     layout = facts.values["layout"]
     if facts.kind == "redis":
-        names = [member.split(layout["sep"].encode())[-1].decode("utf-8", "replace")
-                 for member in layout["mailbox_bindings"]]
+        named = {member.split(layout["sep"].encode())[-1].decode("utf-8", "replace"): member
+                 for member in layout["mailbox_bindings"]}
     else:
-        names = [queue["name"] for queue in layout["pidbox_queues"]]
-    return [name[:-len(MAILBOX_SUFFIX)] for name in names
-            if name.endswith(MAILBOX_SUFFIX) and not name.endswith(".reply" + MAILBOX_SUFFIX)]
+        named = {queue["name"]: queue["name"] for queue in layout["pidbox_queues"]}
+    return {name[:-len(MAILBOX_SUFFIX)]: mailbox for name, mailbox in named.items()
+            if name.endswith(MAILBOX_SUFFIX) and not name.endswith(".reply" + MAILBOX_SUFFIX)}
 
 
 @check("workers.ping", "workers answer ping: at least one, --expect-workers N of them, each named by -d, "
-                       "and each worker whose mailbox is on the broker",
+                       "and (RabbitMQ) each worker whose mailbox queue is on the broker",
        severity="crit when none answers, fewer than --expect-workers do, or one named by -d does not; warn for "
-                "a mailbox without an answering worker (stopped, hung, or gone without removing it)",
+                "a RabbitMQ mailbox queue without an answering worker (stopped or hung)",
        option="--expect-workers, -d, --reply-wait", source=MONITORING,
        hint="cctl ping -d WORKER; look at the worker's host (is it running, or stopped?)")
 def ping(facts, args):

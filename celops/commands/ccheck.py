@@ -88,8 +88,11 @@ def build_parser():
         ("FINDINGS",
          "One finding record per problem, check by check in the order of CHECKS; with -v also one \"ok\" finding per "
          "check that found nothing. An \"unknown\" finding is a check that could not run; its message says why "
-         "(the broker cannot be reached, or a part of the cluster did not answer within -t). --list writes "
-         "one check record per check instead (see celops(7))."),
+         "(the broker cannot be reached, or a part of the cluster did not answer within -t). Without -v, the "
+         "unknown findings of one area that share their reason are printed as one, whose check is the area "
+         "(\"queues\") and whose value is how many checks could not run: an unreachable broker is one crit "
+         "finding and one unknown line per area, not one per check. The exit status and --format prom still "
+         "count each check. --list writes one check record per check instead (see celops(7))."),
         ("SEVERITIES AND EXIT STATUS",
          "The exit status is that of the worst finding: 0 when every finding is ok or info; 1 when one is warn "
          "or unknown (a check that could not run has not shown the cluster healthy); 3 when one is crit, "
@@ -101,7 +104,7 @@ def build_parser():
          "than ok; and celops_check_duration_seconds, how long the run took."),
         ("HOW THE FACTS ARE GATHERED",
          "First the broker is reached (an unreachable broker ends the run at once: broker.reachable is crit, "
-         "the rest unknown). Then, in parallel: one remote-control session broadcasts ping, stats, conf, "
+         "the rest unknown, one line per area). Then, in parallel: one remote-control session broadcasts ping, stats, conf, "
          "registered, active_queues, active and scheduled and collects the replies for --reply-wait seconds; "
          "the queues are measured as cq-len does; the pidbox bindings, reply queues and unacked deliveries are "
          "read (Redis: SMEMBERS, one SCAN and one ZRANGE; RabbitMQ: the management API); and --sample seconds "
@@ -146,7 +149,7 @@ def selected_checks(args):
 
 
 def run(ctx):
-    from celops.checks import judge, worst
+    from celops.checks import fold_unknowns, judge, worst
     from celops.checks.facts import gather
     from celops.core.redact import redact
 
@@ -168,7 +171,7 @@ def run(ctx):
     if args.format == "prom":
         write_prometheus(ctx, records, facts.values.get("gathered_in", 0.0))
     else:
-        for record in records:
+        for record in records if args.verbose else fold_unknowns(records):
             if args.verbose or record["severity"] != "ok":
                 ctx.out.write(record)
     return SEVERITY_STATUS[worst(records)]
