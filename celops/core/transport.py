@@ -29,6 +29,11 @@ class Transport:
         """A Publisher to this broker: ``publish`` returns once the broker holds every message it was given."""
         return Publisher(self.kombu(timeout))
 
+    def measurer(self, names, timeout, management_url=None, warn=None):
+        """A function returning one batch of queue records of ``names`` (None: every queue the broker has, and
+        the -A app's) a call, on one connection: cq-len's and cev-top's measurement."""
+        raise NotImplementedError
+
     def queue_work(self, queue, timeout, warn):
         """The subclass's object that walks, moves and trims one queue (a context manager)."""
         raise NotImplementedError
