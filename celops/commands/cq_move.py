@@ -33,15 +33,13 @@ that is not a list is an error record and exit 65. The other queues move.
 
 from celops.core import cli
 from celops.core.exits import ExitStatus, UsageError
+from celops.core.queues import add_queues_options
 from celops.core.selection import add_selection_options
 
 
 def build_parser():
     parser = cli.command_parser("cq-move", __doc__, timeout=5.0)
-    cli.complete_with(parser.add_argument(
-        "-Q", "--queues", action="extend", type=cli.name_list("queue name"), metavar="QUEUE[,QUEUE...]",
-        help="move from these queues (repeatable; comma-separated; default: the -A app's queues)"),
-        cli.QUEUE_NAMES)
+    add_queues_options(parser, "move from these queues (repeatable; comma-separated; default: the -A app's queues)")
     cli.complete_with(parser.add_argument(
         "--to", type=cli.name("queue name"), metavar="QUEUE",
         help="the destination queue (default with --to-broker: each source queue's own name)"), cli.QUEUE_NAMES)
