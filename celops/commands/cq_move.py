@@ -148,7 +148,8 @@ def _move_queue(ctx, report, queue, selection, destination, mark):
             if isinstance(record, BadKey):
                 report.add(record)
                 return None
-            ctx.out.write({**record, **mark})
+            record.update(mark)
+            ctx.out.write(record)
             moved += 1
     except UnknownQueue as unknown:
         report.add(unknown)

@@ -61,7 +61,8 @@ class Transport:
                 take = work.send_to(publisher, to_queue)
             try:
                 for record in work.walk(selection, take):
-                    yield {**record, "moved_to": to_queue}
+                    record["moved_to"] = to_queue  # each record is new: no copy on this hot path
+                    yield record
             finally:
                 if publisher is not None:
                     publisher.close()
@@ -100,13 +101,11 @@ KEPT_PROPERTIES = ("priority", "delivery_mode", "correlation_id", "reply_to", "e
 Envelope = namedtuple("Envelope", "body headers content_type content_encoding properties")
 
 
-def envelope_of_kombu_json(raw):
-    """The Envelope of a message as kombu's virtual transports store it (Redis): JSON around the encoded body."""
+def envelope_of_kombu(envelope):
+    """The Envelope of a message as kombu's virtual transports store it (Redis), parsed: JSON around the encoded
+    body. Raises ValueError, TypeError or AttributeError for what is not one."""
     import base64
 
-    import orjson
-
-    envelope = orjson.loads(raw)
     properties = envelope.get("properties") or {}
     body = envelope.get("body") or ""
     body = base64.b64decode(body) if properties.get("body_encoding") == "base64" else body.encode("utf-8")
