@@ -5,8 +5,11 @@ Pickled bodies are never unpickled.
 """
 
 import base64
+import binascii
 import bz2
 import zlib
+
+import orjson
 
 _DECOMPRESS = {"application/x-gzip": zlib.decompress, "gzip": zlib.decompress, "zlib": zlib.decompress,
                "application/x-bz2": bz2.decompress, "bzip2": bz2.decompress}
@@ -22,8 +25,6 @@ def redis_message(queue, raw):
 def redis_message_and_envelope(queue, raw):
     """``(record, envelope)``: the record of ``redis_message`` and the parsed envelope (a dict), or None when
     it is not one; for those who also rewrite the envelope (cq-move), so that it is parsed once."""
-    import orjson
-
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -95,8 +96,6 @@ def _checked(value, name, expected, problems, where="header"):
 
 def _body_bytes(body, encoding):
     """The body's bytes from the envelope's text; raises ValueError saying what is wrong with it."""
-    import binascii
-
     if body is None:
         return b""
     if not isinstance(body, str):
@@ -158,8 +157,6 @@ def task_message(queue, headers, priority, content_type, body, body_encoding=Non
 
 def _decode_body(record, body, compression, content_type, problems):
     """Fill ``args``/``kwargs`` (v2) or every field (v1) from the body bytes, or say why not."""
-    import orjson
-
     try:
         if compression:
             if compression not in _DECOMPRESS:

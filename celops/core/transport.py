@@ -10,7 +10,23 @@ destination's publisher and removes the message from the source only once
 that returned).
 """
 
+import contextlib
+import gc
 from collections import namedtuple
+
+
+@contextlib.contextmanager
+def cycle_collection_paused():
+    """Python's cycle collector off while messages stream through: a walk makes no reference cycles (reference
+    counting frees all it makes), but the collector would go over each chunk's live records again and again,
+    a sixth of a move's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Transport:
@@ -60,9 +76,10 @@ class Transport:
                 publisher = (destination or self.broker).transport.publisher(timeout)
                 take = work.send_to(publisher, to_queue)
             try:
-                for record in work.walk(selection, take):
-                    record["moved_to"] = to_queue  # each record is new: no copy on this hot path
-                    yield record
+                with cycle_collection_paused():
+                    for record in work.walk(selection, take):
+                        record["moved_to"] = to_queue  # each record is new: no copy on this hot path
+                        yield record
             finally:
                 if publisher is not None:
                     publisher.close()
