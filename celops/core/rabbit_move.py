@@ -12,6 +12,7 @@ from celops.core.exits import CelopsError
 from celops.core.transport import KEPT_PROPERTIES, Envelope, Publisher
 
 CHUNK = 1000  # messages published before waiting for the destination's confirms
+WRITE_EVERY = 100  # publishes written at once
 
 
 def envelope_of_amqp(message):
@@ -39,7 +40,7 @@ class ConfirmedPublisher(Publisher):
     message it was given, and raises when one was refused (nack) or could not be routed to the queue.
 
     kombu's Producer builds each message; the frames py-amqp would write one
-    publish at a time are written at once (``publish_frames``).
+    publish at a time are written WRITE_EVERY at a time (``publish_frames``).
     """
 
     def __init__(self, connection, timeout):
@@ -62,8 +63,10 @@ class ConfirmedPublisher(Publisher):
     def publish(self, envelopes, queue):
         import socket
 
-        for envelope in envelopes:
+        for count, envelope in enumerate(envelopes, 1):
             self._send(envelope, queue, mandatory=True)
+            if count % WRITE_EVERY == 0:
+                self.gathering.write()  # RabbitMQ works on these while the next ones are encoded
         self.gathering.write()
         self.sent += len(envelopes)
         while self.confirmed < self.sent and not self.refused:
