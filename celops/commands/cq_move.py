@@ -13,7 +13,9 @@ written out with kombu's JSON encoder).
 
 No message is lost. Within one Redis each message moves atomically, in one
 script that removes it from the source list and pushes it onto the
-destination's list of the same priority. Between brokers, and on RabbitMQ,
+destination's list of the same priority (or, for a run of the oldest
+messages of a list that nothing touched since cq-move read it, in one
+transaction for the whole run). Between brokers, and on RabbitMQ,
 delivery is at least once: a message is published to the destination and
 confirmed there (RabbitMQ publisher confirms; Redis: the LPUSH returned)
 before it is removed from the source, so a crash in between leaves it in

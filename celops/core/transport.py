@@ -60,7 +60,7 @@ class Transport:
         Yields a message record with ``moved_to`` per message moved (or, with
         ``dry_run``, that would be), in delivery order, or the queue's BadKey;
         raises UnknownQueue. Within one Redis each message moves in one
-        script; otherwise it is published and confirmed first, and removed from
+        script or transaction; otherwise it is published and confirmed first, and removed from
         ``queue`` after: a crash in between leaves it in both, never in neither.
         """
         with self.queue_work(queue, timeout, warn) as work:
