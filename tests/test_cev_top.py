@@ -364,6 +364,16 @@ def test_speed_without_replay_is_a_usage_error():
     assert run_bin("cev-top", "--speed", "2", env={"TERM": "xterm-256color"}).status == 2
 
 
+@pytest.mark.parametrize("option", [["-u"], ["--format", "ndjson"]])
+def test_record_options_are_not_offered_a_command_that_draws_a_screen(option):
+    """cev-top writes no records: its help (and so its man page and completions) has no -u or --format."""
+    from celops.commands.cev_top import main
+
+    assert "--format" not in run_command(main, ["--help"]).stdout.decode()
+    result = run_bin("cev-top", "--replay", os.devnull, *option, env={"TERM": "xterm-256color"})
+    assert result.status == 2 and "unrecognized arguments" in result.stderr
+
+
 def test_model_ingest_is_safe_from_another_thread_while_views_are_taken():
     model = TopModel()
     done = threading.Event()

@@ -405,6 +405,29 @@ def test_reader_values_reject_what_no_queue_or_task_is_named():
     assert list(ids.values(["uuid"], ids=True)) == ["u-1"] and "blank inside a task id" in reports[-1]
 
 
+# Layering ------------------------------------------------------------------------------------
+
+def _imported_modules(path):
+    import ast
+
+    with open(path, encoding="utf-8") as source:
+        tree = ast.parse(source.read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+@pytest.mark.parametrize("package", ["core", "top"])
+def test_shared_code_never_imports_a_command(package):
+    """What commands share lives in core (or top): a command's module is its own, private to it."""
+    folder = os.path.join(ROOT, "celops", package)
+    offenders = [f"{name}: {module}" for name in sorted(os.listdir(folder)) if name.endswith(".py")
+                 for module in _imported_modules(os.path.join(folder, name)) if module.startswith("celops.commands")]
+    assert not offenders
+
+
 # AMQP field tables (amqpwire) ---------------------------------------------------------
 
 def test_amqp_tables_round_trip():

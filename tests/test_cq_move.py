@@ -6,12 +6,18 @@ import os
 import random
 import signal
 import subprocess
+import uuid
 
+import orjson
 import pytest
 import redis
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from celops.commands import cq_move, cq_purge
+from celops.core import publish_frames
 from celops.core.cli import IO
+from celops.core.redis_move import fresh_delivery_tags
 from tests.conftest import BIN, empty_db_url, run_bin, run_command
 from tests.queue_support import publish
 from tests.results_support import wait_done
@@ -200,3 +206,104 @@ def test_rabbitmq_trims_what_is_possible(rabbit_vhost, start_worker, unique):
     assert purge("-b", url, "-Q", unique, "--drop", "3", "-f").records == \
         [{"type": "queue", "queue": unique, "purged": 3}]
     assert ids_in(run_bin("cq-peek", "-b", url, unique).records) == ids[3:]
+
+
+# The hot path's own encoders, against kombu's and py-amqp's ------------------------------
+
+header_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1) | st.floats() | st.text(max_size=8)
+    | st.binary(max_size=8) | st.decimals(places=2, min_value=-99, max_value=99) | st.datetimes()
+    | st.sampled_from([2147483647, 2147483648, -2147483647, -2147483648, 0.0, -0.0, 2 ** 64]),
+    lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=10)
+amqp_properties = st.fixed_dictionaries({}, optional={
+    "content_type": st.sampled_from(["application/json", "", "x" * 256, 3]),
+    "content_encoding": st.sampled_from(["utf-8", "binary"]),
+    "application_headers": st.dictionaries(st.text(max_size=6) | st.sampled_from(["k" * 256, b"raw"]),
+                                           header_values, max_size=6),
+    "delivery_mode": st.sampled_from([1, 2, True, 300]), "priority": st.integers(0, 9),
+    "correlation_id": st.text(max_size=40), "reply_to": st.text(max_size=8), "expiration": st.sampled_from(["60000"]),
+    "message_id": st.text(max_size=8), "timestamp": st.integers(0, 2 ** 40), "type": st.text(max_size=4),
+    "user_id": st.text(max_size=4), "app_id": st.text(max_size=4), "cluster_id": st.text(max_size=4)})
+
+
+def _written_or_raised(frames_of, *args):
+    try:
+        return frames_of(*args)
+    except Exception as exc:  # noqa: BLE001 (what py-amqp raises, this must raise too)
+        return type(exc)
+
+
+EDGES = {"int32": [2147483647, 2147483648, -2147483647, -2147483648], "zeros": [0.0, -0.0], "big": 2 ** 63 - 1,
+         "flags": [True, False, 1, 0], "none": None, "nested": {"list": [], "tuple": (1, "a"), "raw": b"\xff"}}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(amqp_properties, st.binary(max_size=300) | st.text(max_size=20), st.sampled_from([4096, 131072]),
+       st.booleans(), st.booleans())
+@example({"application_headers": EDGES, "priority": 0}, b"x" * 5000, 4096, True, False)
+def test_publish_frames_are_py_amqps_byte_for_byte(properties, body, frame_max, mandatory, immediate):
+    """A move between brokers writes its publishes itself, in one write: the bytes are py-amqp's own."""
+    from amqp import Message
+
+    def message():
+        return Message(body, **properties)  # py-amqp may set content_encoding on a text body: one each
+
+    args = (7, frame_max, "", "celery", mandatory, immediate)
+    assert _written_or_raised(lambda: publish_frames.publish_frames(args[0], frame_max, message(), *args[2:])) \
+        == _written_or_raised(lambda: publish_frames.py_amqp_frames(args[0], frame_max, message(), *args[2:]))
+
+
+def test_a_celery_message_is_encoded_here_not_by_the_fallback(fresh_redis_url, unique):
+    from amqp import Message
+
+    from celops.core.transport import envelope_of_kombu
+
+    publish(fresh_redis_url, [(unique, 5, (1, 2))])
+    envelope = envelope_of_kombu(orjson.loads(redis.Redis.from_url(fresh_redis_url).rpop(f"{unique}\x06\x163")))
+    message = Message(envelope.body, content_type=envelope.content_type, content_encoding=envelope.content_encoding,
+                      application_headers=envelope.headers, **envelope.properties)
+    assert tuple(Message.PROPERTIES) == publish_frames.PROPERTIES
+    for _ in range(2):  # encoded, then from the kept items
+        assert publish_frames._frames(1, 131072, message, "", unique, True, False) \
+            == publish_frames.py_amqp_frames(1, 131072, message, "", unique, True, False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(header_values)
+def test_kombu_json_is_kombus(value):
+    from kombu.utils.json import dumps
+
+    from celops.core.redis_move import _kombu_json
+
+    assert _kombu_json(value) == dumps(value)
+
+
+def test_delivery_tags_are_uuid4s():
+    tags = fresh_delivery_tags(5000)
+    assert len(set(tags)) == 5000 and all(str(uuid.UUID(tag, version=4)) == tag for tag in tags)
+
+
+def test_a_list_touched_between_read_and_move_is_moved_by_the_script(fresh_redis_url, unique):
+    """The oldest run leaves in one watched transaction; a message pushed meanwhile voids it, and the script
+    moves them one by one: nothing lost, nothing twice, the newcomer left alone."""
+    from celops.core.broker import Broker
+    from celops.core.selection import Selection
+
+    ids = publish(fresh_redis_url, [(unique, 0, (n, n)) for n in range(5)])
+    client = redis.Redis.from_url(fresh_redis_url)
+    client.config_resetstat()
+    broker = Broker(fresh_redis_url, "-b")
+    with broker.transport.queue_work(unique, 5.0, print) as work:
+        move_within = work.move_within("dest")
+
+        def meddling(index, picked, oldest):
+            assert oldest
+            client.lpush(unique, b"newcomer")
+            return move_within(index, picked, oldest)
+        moved = [record["uuid"] for record in work.walk(Selection(limit=5), meddling)]
+    assert moved == ids
+    assert client.lrange(unique, 0, -1) == [b"newcomer"]
+    assert [orjson.loads(raw)["headers"]["id"] for raw in reversed(client.lrange("dest", 0, -1))] == ids
+    stats = client.info("commandstats")
+    assert stats["cmdstat_exec"]["calls"] >= 1 and stats["cmdstat_eval"]["calls"] >= 1

@@ -34,7 +34,7 @@ def build_parser():
     from celops.top.feeds import QUEUE_INTERVAL, add_source_options
 
     parser = cli.command_parser("cev-top", __doc__, timeout=DEFAULT_CONNECT_TIMEOUT,
-                                timeout_help=CONNECT_TIMEOUT_HELP)
+                                timeout_help=CONNECT_TIMEOUT_HELP, writes_records=False)
     parser.add_argument("--live", action="store_true",
                         help="read events from the broker even when standard input is a pipe")
     parser.add_argument("--replay", metavar="FILE",
@@ -98,8 +98,6 @@ def run(ctx):
         raise UsageError("--replay reads a file: drop --live")
     if args.speed != 1.0 and not args.replay:
         raise UsageError("--speed is for --replay")
-    if args.format or args.unbuffered:
-        raise UsageError("cev-top draws a screen: --format and -u are for the commands that write records")
     model = TopModel(max_tasks=args.max_tasks, max_workers=args.max_workers)
     bad_lines = []
     events, source_label = _event_feed(ctx, model, bad_lines.append)

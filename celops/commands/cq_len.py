@@ -115,14 +115,15 @@ def run(ctx):
     if args.listen:
         return _serve(ctx, broker, names)
     report = QueueReport(ctx, records_on_stdout=args.format != "prom")
-    measure = _measurer(ctx, broker, names)
+    connect = _connector(ctx, broker, names)
+    measure = connect()
     while True:
         try:
             records = report.sorted_out(measure())
         except BrokerUnavailable as outage:
             if not args.watch:
                 raise
-            measure = _ride_out(ctx, outage, lambda: _measurer(ctx, broker, names))
+            measure = _ride_out(ctx, outage, connect)
             continue
         if args.format == "prom":
             _write_prometheus(ctx, records)
@@ -169,12 +170,10 @@ def _queue_names(ctx):
     return list(dict.fromkeys(names)), reader.bad_lines
 
 
-def _measurer(ctx, broker, names):
-    """A function returning one batch of queue records, reusing one connection across ticks.
-
-    None ``names`` means every queue the broker has, and the -A app's.
-    """
-    return broker.transport.measurer(names, ctx.args.timeout, ctx.args.management_url, ctx.warn)
+def _connector(ctx, broker, names):
+    """What connects anew (after an outage too): returns the transport's measurer of ``names``, one batch of
+    queue records a call on one connection (None ``names``: every queue the broker has, and the -A app's)."""
+    return lambda: broker.transport.measurer(names, ctx.args.timeout, ctx.args.management_url, ctx.warn)
 
 
 def _write_prometheus(ctx, records):
@@ -249,7 +248,7 @@ def _serve(ctx, broker, names):
 
     from celops.core.scrape import Endpoint, serve_until_stopped
 
-    collector = ScrapeCollector(ctx, lambda: _measurer(ctx, broker, names))
+    collector = ScrapeCollector(ctx, _connector(ctx, broker, names))
     collector.collect()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)

@@ -13,7 +13,9 @@ written out with kombu's JSON encoder).
 
 No message is lost. Within one Redis each message moves atomically, in one
 script that removes it from the source list and pushes it onto the
-destination's list of the same priority. Between brokers, and on RabbitMQ,
+destination's list of the same priority (or, for a run of the oldest
+messages of a list that nothing touched since cq-move read it, in one
+transaction for the whole run). Between brokers, and on RabbitMQ,
 delivery is at least once: a message is published to the destination and
 confirmed there (RabbitMQ publisher confirms; Redis: the LPUSH returned)
 before it is removed from the source, so a crash in between leaves it in
@@ -33,15 +35,13 @@ that is not a list is an error record and exit 65. The other queues move.
 
 from celops.core import cli
 from celops.core.exits import ExitStatus, UsageError
+from celops.core.queues import add_queues_options
 from celops.core.selection import add_selection_options
 
 
 def build_parser():
     parser = cli.command_parser("cq-move", __doc__, timeout=5.0)
-    cli.complete_with(parser.add_argument(
-        "-Q", "--queues", action="extend", type=cli.name_list("queue name"), metavar="QUEUE[,QUEUE...]",
-        help="move from these queues (repeatable; comma-separated; default: the -A app's queues)"),
-        cli.QUEUE_NAMES)
+    add_queues_options(parser, "move from these queues (repeatable; comma-separated; default: the -A app's queues)")
     cli.complete_with(parser.add_argument(
         "--to", type=cli.name("queue name"), metavar="QUEUE",
         help="the destination queue (default with --to-broker: each source queue's own name)"), cli.QUEUE_NAMES)
@@ -144,7 +144,8 @@ def _move_queue(ctx, report, queue, selection, destination, mark):
             if isinstance(record, BadKey):
                 report.add(record)
                 return None
-            ctx.out.write({**record, **mark})
+            record.update(mark)
+            ctx.out.write(record)
             moved += 1
     except UnknownQueue as unknown:
         report.add(unknown)

@@ -30,19 +30,15 @@ removed: it gets an error record and exit 65. The other queues are purged.
 
 from celops.core import cli
 from celops.core.exits import ExitStatus, UsageError
+from celops.core.queues import add_queues_options
 from celops.core.rabbit import add_management_option
 from celops.core.selection import add_selection_options
 
 
 def build_parser():
     parser = cli.command_parser("cq-purge", __doc__, timeout=5.0)
-    cli.complete_with(parser.add_argument(
-        "-Q", "--queues", action="extend", type=cli.name_list("queue name"), metavar="QUEUE[,QUEUE...]",
-        help="purge these queues (repeatable; comma-separated; an empty name is an error, never \"all\")"),
-        cli.QUEUE_NAMES)
-    cli.complete_with(parser.add_argument(
-        "-X", "--exclude-queues", action="extend", type=cli.name_list("queue name"), default=[],
-        metavar="QUEUE[,QUEUE...]", help="but not these (repeatable; comma-separated)"), cli.QUEUE_NAMES)
+    add_queues_options(parser, 'purge these queues (repeatable; comma-separated; an empty name is an error, never '
+                               '"all")', exclude=True)
     parser.add_argument("-f", "--force", action="store_true", help="purge without asking (needed without a TTY)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be purged; remove nothing")
     parser.add_argument("--unacked", action="store_true",

@@ -153,12 +153,14 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def command_parser(prog, description, *, broker=True, timeout=None, timeout_help=None, epilog=None,
-                   formats=None):
+                   formats=None, writes_records=True):
     """A parser with the common options every command shares, declared here once.
 
     ``timeout`` is the default of ``-t/--timeout``; each command says what
     its timeout means in ``timeout_help``. ``formats`` adds a command's own
-    output formats to ``--format`` (see ``add_format_option``).
+    output formats to ``--format`` (see ``add_format_option``). A command
+    that writes no records (``writes_records`` False: cev-top draws a screen)
+    has neither ``--format`` nor ``-u``.
     """
     summary, _, rest = (description or "").strip().partition("\n")
     parser = CommandParser(prog=prog, description=description.strip(), epilog=epilog)
@@ -176,9 +178,10 @@ def command_parser(prog, description, *, broker=True, timeout=None, timeout_help
     common.add_argument(
         "-t", "--timeout", type=positive_float, default=timeout, metavar="SECONDS",
         help=timeout_help or "give up on the broker after this long")
-    common.add_argument("-u", "--unbuffered", action="store_true",
-                        help="flush after every record (NDJSON does on a terminal by itself)")
-    add_format_option(common, formats or {})
+    if writes_records:
+        common.add_argument("-u", "--unbuffered", action="store_true",
+                            help="flush after every record (NDJSON does on a terminal by itself)")
+        add_format_option(common, formats or {})
     common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     common.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -377,14 +380,15 @@ class Context:
         if self._out is None:
             terminal = self.io.stdout_is_tty()
             output_format = getattr(self.args, "format", None) or ("table" if terminal else "ndjson")
+            unbuffered = getattr(self.args, "unbuffered", False)  # a command that writes no records has no -u
             if output_format in ("table", "tsv"):
                 from celops.core.render import writer
 
-                self._out = writer(self.io.stdout, output_format, terminal, self.args.unbuffered)
+                self._out = writer(self.io.stdout, output_format, terminal, unbuffered)
             else:
                 from celops.core.ndjson import Writer
 
-                self._out = Writer(self.io.stdout, flush_each=self.args.unbuffered or terminal)
+                self._out = Writer(self.io.stdout, flush_each=unbuffered or terminal)
         return self._out
 
     def flush(self):

@@ -5,8 +5,11 @@ Pickled bodies are never unpickled.
 """
 
 import base64
+import binascii
 import bz2
 import zlib
+
+import orjson
 
 _DECOMPRESS = {"application/x-gzip": zlib.decompress, "gzip": zlib.decompress, "zlib": zlib.decompress,
                "application/x-bz2": bz2.decompress, "bzip2": bz2.decompress}
@@ -16,18 +19,23 @@ _NOT_DECODED = {"application/x-python-serialize": "pickle", "application/x-msgpa
 
 def redis_message(queue, raw):
     """Decode one element of a Redis queue list: kombu's JSON envelope around the body. Never raises."""
-    import orjson
+    return redis_message_and_envelope(queue, raw)[0]
 
+
+def redis_message_and_envelope(queue, raw):
+    """``(record, envelope)``: the record of ``redis_message`` and the parsed envelope (a dict), or None when
+    it is not one; for those who also rewrite the envelope (cq-move), so that it is parsed once."""
     try:
         envelope = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return _not_a_message(queue, f"not JSON: {exc}", len(raw))
+        return _not_a_message(queue, f"not JSON: {exc}", len(raw)), None
     properties = envelope.get("properties") if isinstance(envelope, dict) else None
     if not isinstance(properties, (dict, type(None))) or not isinstance(envelope, dict):
-        return _not_a_message(queue, "not a kombu envelope (an object with headers, properties and body)", len(raw))
+        return _not_a_message(queue, "not a kombu envelope (an object with headers, properties and body)",
+                              len(raw)), None
     properties = properties or {}
     return task_message(queue, envelope.get("headers"), properties.get("priority"), envelope.get("content-type"),
-                        envelope.get("body"), properties.get("body_encoding"))
+                        envelope.get("body"), properties.get("body_encoding")), envelope
 
 
 def _not_a_message(queue, why, size):
@@ -65,7 +73,6 @@ def _without_undefined(value):
 
 _JSON_KIND = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list",
               dict: "an object", type(None): "null"}
-_TEXT_FIELDS = ("task", "eta", "expires", "root_id", "parent_id", "origin")
 
 
 def _kind(value):
@@ -74,8 +81,14 @@ def _kind(value):
 
 def _typed(source, name, expected, problems, where="header"):
     """``source[name]`` if it is of the ``expected`` type (or absent/null); otherwise None, and a problem named."""
-    value = source.get(name)
-    if value is None or (isinstance(value, expected) and not (expected is int and isinstance(value, bool))):
+    return _checked(source.get(name), name, expected, problems, where)
+
+
+def _checked(value, name, expected, problems, where="header"):
+    """``value`` if it is of the ``expected`` type (or null); otherwise None, and a problem named."""
+    if value is None or value.__class__ is expected:  # the common case first: JSON gives exact types
+        return value
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
         return value
     problems.append(f"{where} {name!r} is {_kind(value)}, not {_JSON_KIND[expected]}")
     return None
@@ -83,8 +96,6 @@ def _typed(source, name, expected, problems, where="header"):
 
 def _body_bytes(body, encoding):
     """The body's bytes from the envelope's text; raises ValueError saying what is wrong with it."""
-    import binascii
-
     if body is None:
         return b""
     if not isinstance(body, str):
@@ -94,6 +105,10 @@ def _body_bytes(body, encoding):
     if encoding != "base64":
         raise ValueError(f"unknown body encoding {encoding!r}")
     try:
+        return binascii.a2b_base64(body, strict_mode=True)  # the common case, without b64decode's regex
+    except (binascii.Error, ValueError):
+        pass  # b64decode says what is wrong, in its words
+    try:
         return base64.b64decode(body, validate=True)
     except binascii.Error as exc:
         raise ValueError(f"the body is not valid base64: {exc}") from None
@@ -102,21 +117,29 @@ def _body_bytes(body, encoding):
 def task_message(queue, headers, priority, content_type, body, body_encoding=None):
     """A message record from a task message's headers and (encoded) body, protocol v2 or v1. Never raises.
 
-    Whatever cannot be decoded is named in ``error``; the fields that could be read are kept.
+    Whatever cannot be decoded is named in ``error``; the fields that could be read are kept. Every message
+    a queue holds goes through here (cq-peek, cq-move): the fields are checked in one straight line.
     """
     problems = []
     if headers is None:
         headers = {}
-    fields = headers if isinstance(headers, dict) else {}
-    if not isinstance(headers, dict):
+    if headers.__class__ is dict or isinstance(headers, dict):
+        get = headers.get
+    else:
+        get = {}.get
         problems.append(f"the headers are {_kind(headers)}, not an object")
-    task_id = _typed(fields, "id", str, problems)
-    record = {"type": "message", "queue": queue, "uuid": task_id, "id": task_id, "task": None,
-              "args": None, "kwargs": None, "eta": None, "expires": None,
-              "retries": _typed(fields, "retries", int, problems), "priority": None, "root_id": None,
-              "parent_id": None, "origin": None, "headers": headers, "size": 0}
-    record.update((name, _typed(fields, name, str, problems)) for name in _TEXT_FIELDS)
-    record["priority"] = _typed({"priority": priority}, "priority", int, problems, "property")
+    task_id = _checked(get("id"), "id", str, problems)
+    retries = _checked(get("retries"), "retries", int, problems)
+    task = _checked(get("task"), "task", str, problems)
+    eta = _checked(get("eta"), "eta", str, problems)
+    expires = _checked(get("expires"), "expires", str, problems)
+    root_id = _checked(get("root_id"), "root_id", str, problems)
+    parent_id = _checked(get("parent_id"), "parent_id", str, problems)
+    origin = _checked(get("origin"), "origin", str, problems)
+    record = {"type": "message", "queue": queue, "uuid": task_id, "id": task_id, "task": task,
+              "args": None, "kwargs": None, "eta": eta, "expires": expires, "retries": retries,
+              "priority": _checked(priority, "priority", int, problems, "property"), "root_id": root_id,
+              "parent_id": parent_id, "origin": origin, "headers": headers, "size": 0}
     try:
         raw = _body_bytes(body, body_encoding)
     except ValueError as exc:
@@ -125,8 +148,8 @@ def task_message(queue, headers, priority, content_type, body, body_encoding=Non
         record["size"] = len(body.encode("utf-8", "surrogatepass")) if isinstance(body, str) else 0
     if raw is not None:
         record["size"] = len(raw)
-        _decode_body(record, raw, _typed(fields, "compression", str, problems),
-                     _typed({"content-type": content_type}, "content-type", str, problems, "property"), problems)
+        _decode_body(record, raw, _checked(get("compression"), "compression", str, problems),
+                     _checked(content_type, "content-type", str, problems, "property"), problems)
     if problems:
         record["error"] = "; ".join(problems)
     return record
@@ -134,8 +157,6 @@ def task_message(queue, headers, priority, content_type, body, body_encoding=Non
 
 def _decode_body(record, body, compression, content_type, problems):
     """Fill ``args``/``kwargs`` (v2) or every field (v1) from the body bytes, or say why not."""
-    import orjson
-
     try:
         if compression:
             if compression not in _DECOMPRESS:
@@ -151,8 +172,8 @@ def _decode_body(record, body, compression, content_type, problems):
         problems.append(f"undecodable body: {exc}")
         return
     if isinstance(payload, list) and len(payload) == 3:  # protocol v2: [args, kwargs, embed]
-        record["args"] = _typed({"args": payload[0]}, "args", list, problems, "body's")
-        record["kwargs"] = _typed({"kwargs": payload[1]}, "kwargs", dict, problems, "body's")
+        record["args"] = _checked(payload[0], "args", list, problems, "body's")
+        record["kwargs"] = _checked(payload[1], "kwargs", dict, problems, "body's")
     elif isinstance(payload, dict) and "task" in payload:  # protocol v1: everything in the body
         task_id = _typed(payload, "id", str, problems, "body's")
         record["uuid"] = record["id"] = task_id

@@ -50,6 +50,20 @@ def add_queue_argument(parser, dest="queues", nargs="*", help="queue name"):
                                                  help=help), cli.QUEUE_NAMES)
 
 
+def add_queues_options(parser, help, exclude=False):
+    """-Q QUEUE[,QUEUE...] (repeatable; an empty name is a usage error, never "all"), and with ``exclude``
+    -X for the queues to leave out; both complete live from ``cq-ls``."""
+    from celops.core import cli
+
+    names = cli.name_list("queue name")
+    cli.complete_with(parser.add_argument("-Q", "--queues", action="extend", type=names, metavar="QUEUE[,QUEUE...]",
+                                          help=help), cli.QUEUE_NAMES)
+    if exclude:
+        cli.complete_with(parser.add_argument(
+            "-X", "--exclude-queues", action="extend", type=names, default=[], metavar="QUEUE[,QUEUE...]",
+            help="but not these (repeatable; comma-separated)"), cli.QUEUE_NAMES)
+
+
 # What one run found wrong, queue by queue -----------------------------------------
 
 class UnknownQueue(CelopsError):

@@ -12,6 +12,7 @@ from celops.core.exits import CelopsError
 from celops.core.transport import KEPT_PROPERTIES, Envelope, Publisher
 
 CHUNK = 1000  # messages published before waiting for the destination's confirms
+WRITE_EVERY = 100  # publishes written at once
 
 
 def envelope_of_amqp(message):
@@ -36,13 +37,19 @@ def record_of_amqp(queue, message):
 
 class ConfirmedPublisher(Publisher):
     """Publishes with publisher confirms and ``mandatory``: ``publish`` returns once RabbitMQ confirmed every
-    message it was given, and raises when one was refused (nack) or could not be routed to the queue."""
+    message it was given, and raises when one was refused (nack) or could not be routed to the queue.
+
+    kombu's Producer builds each message; the frames py-amqp would write one
+    publish at a time are written WRITE_EVERY at a time (``publish_frames``).
+    """
 
     def __init__(self, connection, timeout):
         super().__init__(connection)
         self.timeout = timeout
         channel = connection.default_channel
         channel.confirm_select()
+        self.gathering = GatheringChannel(channel)
+        self.producer.revive(self.gathering)
         self.sent = self.confirmed = 0
         self.refused = []
         channel.events["basic_ack"].add(self._acked)
@@ -56,9 +63,12 @@ class ConfirmedPublisher(Publisher):
     def publish(self, envelopes, queue):
         import socket
 
-        for envelope in envelopes:
+        for count, envelope in enumerate(envelopes, 1):
             self._send(envelope, queue, mandatory=True)
-            self.sent += 1
+            if count % WRITE_EVERY == 0:
+                self.gathering.write()  # RabbitMQ works on these while the next ones are encoded
+        self.gathering.write()
+        self.sent += len(envelopes)
         while self.confirmed < self.sent and not self.refused:
             try:
                 self.connection.drain_events(timeout=self.timeout)
@@ -68,6 +78,30 @@ class ConfirmedPublisher(Publisher):
         if self.refused:
             raise CelopsError(f"RabbitMQ refused a message published to {queue!r} ({self.refused[0]}); "
                               "it stays in the source")
+
+
+class GatheringChannel:
+    """The channel kombu's Producer publishes on: what it hands py-amqp's ``basic_publish`` is gathered, and
+    ``write`` sends the frames of all of it in one write on the real channel's connection."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.frames = []
+
+    def __getattr__(self, name):
+        return getattr(self.channel, name)
+
+    def basic_publish(self, message, exchange="", routing_key="", mandatory=False, immediate=False, **timeouts):
+        from celops.core.publish_frames import publish_frames
+
+        self.frames.append(publish_frames(self.channel.channel_id, self.channel.connection.frame_max, message,
+                                          exchange, routing_key, mandatory, immediate))
+
+    def write(self):
+        frames, self.frames = b"".join(self.frames), []
+        if frames:
+            self.channel.connection.transport.write(frames)
+            self.channel.connection.bytes_sent += 1  # as py-amqp counts writes, for its heartbeats
 
 
 class RabbitQueueWork:

@@ -150,7 +150,11 @@ class Redis:
 
     def checked(self, *commands, timeout=None):
         """``pipeline`` whose first error reply, if any, is raised."""
-        replies = self.pipeline(commands, timeout=timeout)
+        return self.raised(self.pipeline(commands, timeout=timeout))
+
+    @staticmethod
+    def raised(replies):
+        """``replies``, unless one is an error reply: then the first is raised."""
         for reply in replies:
             if isinstance(reply, (ReplyError, NoPermission)):
                 raise reply

@@ -10,7 +10,23 @@ destination's publisher and removes the message from the source only once
 that returned).
 """
 
+import contextlib
+import gc
 from collections import namedtuple
+
+
+@contextlib.contextmanager
+def cycle_collection_paused():
+    """Python's cycle collector off while messages stream through: a walk makes no reference cycles (reference
+    counting frees all it makes), but the collector would go over each chunk's live records again and again,
+    a sixth of a move's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Transport:
@@ -29,6 +45,11 @@ class Transport:
         """A Publisher to this broker: ``publish`` returns once the broker holds every message it was given."""
         return Publisher(self.kombu(timeout))
 
+    def measurer(self, names, timeout, management_url=None, warn=None):
+        """A function returning one batch of queue records of ``names`` (None: every queue the broker has, and
+        the -A app's) a call, on one connection: cq-len's and cev-top's measurement."""
+        raise NotImplementedError
+
     def queue_work(self, queue, timeout, warn):
         """The subclass's object that walks, moves and trims one queue (a context manager)."""
         raise NotImplementedError
@@ -39,7 +60,7 @@ class Transport:
         Yields a message record with ``moved_to`` per message moved (or, with
         ``dry_run``, that would be), in delivery order, or the queue's BadKey;
         raises UnknownQueue. Within one Redis each message moves in one
-        script; otherwise it is published and confirmed first, and removed from
+        script or transaction; otherwise it is published and confirmed first, and removed from
         ``queue`` after: a crash in between leaves it in both, never in neither.
         """
         with self.queue_work(queue, timeout, warn) as work:
@@ -55,8 +76,10 @@ class Transport:
                 publisher = (destination or self.broker).transport.publisher(timeout)
                 take = work.send_to(publisher, to_queue)
             try:
-                for record in work.walk(selection, take):
-                    yield {**record, "moved_to": to_queue}
+                with cycle_collection_paused():
+                    for record in work.walk(selection, take):
+                        record["moved_to"] = to_queue  # each record is new: no copy on this hot path
+                        yield record
             finally:
                 if publisher is not None:
                     publisher.close()
@@ -95,13 +118,11 @@ KEPT_PROPERTIES = ("priority", "delivery_mode", "correlation_id", "reply_to", "e
 Envelope = namedtuple("Envelope", "body headers content_type content_encoding properties")
 
 
-def envelope_of_kombu_json(raw):
-    """The Envelope of a message as kombu's virtual transports store it (Redis): JSON around the encoded body."""
+def envelope_of_kombu(envelope):
+    """The Envelope of a message as kombu's virtual transports store it (Redis), parsed: JSON around the encoded
+    body. Raises ValueError, TypeError or AttributeError for what is not one."""
     import base64
 
-    import orjson
-
-    envelope = orjson.loads(raw)
     properties = envelope.get("properties") or {}
     body = envelope.get("body") or ""
     body = base64.b64decode(body) if properties.get("body_encoding") == "base64" else body.encode("utf-8")

@@ -7,7 +7,6 @@ none of them ever waits for the screen.
 
 import threading
 import time
-from types import SimpleNamespace
 
 from celops.core.exits import BrokerUnavailable, CelopsError
 
@@ -188,24 +187,23 @@ def _recorded_time(record):
 
 
 class QueueLengths(Feed):
-    """cq-len's measurement every ``interval`` seconds, one round trip each, reconnecting after an outage."""
+    """cq-len's measurement (the transport's ``measurer``) every ``interval`` seconds, one round trip each, reconnecting after an outage."""
 
     def __init__(self, model, broker, timeout, management_url, interval=QUEUE_INTERVAL):
         super().__init__(model)
         self.broker = broker
         self.notes = []  # what the last measurement warned of
-        self.options = SimpleNamespace(args=SimpleNamespace(timeout=timeout, management_url=management_url),
-                                       warn=self.notes.append)
+        self.timeout = timeout
+        self.management_url = management_url
         self.interval = interval
 
     def run(self):
-        from celops.commands.cq_len import _measurer  # cq-len's own path: one round trip per refresh
-
         measure = None
         while True:
             try:
                 del self.notes[:]
-                measure = measure or _measurer(self.options, self.broker, None)
+                measure = measure or self.broker.transport.measurer(None, self.timeout, self.management_url,
+                                                                    self.notes.append)
                 records = [item for item in measure() if isinstance(item, dict)]
                 self.model.set_queues(records, self.notes[-1] if self.notes else None)
             except BrokerUnavailable as exc:
