@@ -59,7 +59,9 @@ def consuming_on_rabbitmq(vhost):
     def ready(process, stream):
         consumers = requests.get(f"{RABBIT_API}/consumers/{vhost}", auth=RABBIT_AUTH, timeout=10).json()
         ports = local_ports(process, 5672)
-        return any(consumer["channel_details"]["peer_port"] in ports for consumer in consumers)
+        # the API gives channel_details as [] for a channel it has not described yet
+        return any(isinstance(consumer.get("channel_details"), dict)
+                   and consumer["channel_details"].get("peer_port") in ports for consumer in consumers)
     return ready
 
 
