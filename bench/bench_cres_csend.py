@@ -129,8 +129,8 @@ def bench_csend(url, count=10_000):
     assert proc.stdout.count(b'"type":"sent"') == count and client.llen("celery") >= count
     client.flushdb()
     row(f"csend - ({count} records on stdin)", 3, ours, note=f"{count / ours:,.0f} tasks/s")
-    loop = cli_loop("celery call", [f"-b {url} call tests.app.add --args '[{n}, {n}]'" for n in range(SAMPLE)],
-                    count, ours)
+    cli_loop("celery call", [f"-b {url} call tests.app.add --args '[{n}, {n}]'" for n in range(SAMPLE)],
+             count, ours)
     client.flushdb()
     api = python_loop(
         "from celery import Celery\n"

@@ -20,3 +20,19 @@ def publish(url, sends, transport_options=None, serializer="json", protocol=2):
                     for queue, priority, args in sends]
     finally:
         app.close()
+
+
+def fill_copies(url, queue, count, unique):
+    """``count`` copies of one celery message in the Redis list ``queue``, each with its own task id (made of
+    ``unique``), oldest first; returns the ids in delivery order. Fast: one message published, the rest pushed."""
+    import redis
+
+    (template_id,) = publish(url, [(queue, 0, (0, 0))])
+    client = redis.Redis.from_url(url)
+    template = client.rpop(queue).decode()
+    ids = [f"{n:08d}-0000-4000-8000-{unique}{n:04x}"[:36] for n in range(count)]
+    pipe = client.pipeline(transaction=False)
+    for task_id in ids:
+        pipe.lpush(queue, template.replace(template_id, task_id))
+    pipe.execute()
+    return ids

@@ -297,6 +297,47 @@ def test_unexpected_error_is_one_line_without_debug_and_a_traceback_with():
     assert prefix.status == 70 and "Traceback" in prefix.stderr
 
 
+class _CountingRaw(io.RawIOBase):
+    """stdout as Python makes it under PYTHONUNBUFFERED: unbuffered, a system call per write."""
+
+    def __init__(self):
+        self.writes, self.data = 0, b""
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.writes += 1
+        self.data += bytes(data)
+        return len(data)
+
+
+def test_records_are_block_buffered_whatever_the_stream_does():
+    from celops.core.ndjson import Writer
+
+    raw = _CountingRaw()
+    writer = Writer(raw)
+    for n in range(2000):
+        writer.write({"n": n, "pad": "x" * 100})
+    writer.flush()
+    assert raw.writes < 10 and raw.data.count(b"\n") == 2000
+    raw = _CountingRaw()
+    writer = Writer(raw, flush_each=True)  # a terminal or -u: every record at once
+    writer.write({"n": 1})
+    assert raw.writes == 1
+
+
+@pytest.mark.parametrize("ending", [KeyboardInterrupt, RuntimeError, lambda: cli.CelopsError("it broke")])
+def test_records_written_before_a_failure_are_still_written(ending):
+    def fails_after_two(ctx):
+        ctx.out.write({"n": 1})
+        ctx.out.write({"n": 2})
+        raise ending()
+
+    result = run_command(lambda argv, io: cli.execute(_echo_parser, fails_after_two, argv, io), [])
+    assert result.stdout == b'{"n":1}\n{"n":2}\n' and result.status in (130, 70, 1)
+
+
 def test_a_missing_module_is_a_missing_dependency_not_a_broken_broker():
     def needs_hiredis(ctx):
         from celops.core.broker import within

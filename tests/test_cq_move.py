@@ -1,6 +1,7 @@
 """cq-move and cq-purge's filters and trims: real Redis (priorities, a global_keyprefix app), a private
 RabbitMQ vhost, real workers running the moved tasks with their original ids and args."""
 
+import copy
 import io
 import os
 import random
@@ -19,7 +20,7 @@ from celops.core import publish_frames
 from celops.core.cli import IO
 from celops.core.redis_move import fresh_delivery_tags
 from tests.conftest import BIN, empty_db_url, run_bin, run_command
-from tests.queue_support import publish
+from tests.queue_support import fill_copies, publish
 from tests.results_support import wait_done
 from tests.support import send_tasks, wait_for, worker_env
 
@@ -135,14 +136,8 @@ def test_kill_9_during_a_100k_move_then_rerun_loses_nothing(redis_server, unique
     source, destination = empty_db_url(redis_server), empty_db_url(redis_server)
     for url in (source, destination):
         redis.Redis.from_url(url).flushdb()
-    (template_id,) = publish(source, [(unique, 0, (0, 0))])
+    ids = fill_copies(source, unique, 100_000, unique)
     client = redis.Redis.from_url(source)
-    template = client.rpop(unique).decode()
-    ids = [f"{n:08d}-0000-4000-8000-{unique}{n:04x}"[:36] for n in range(100_000)]
-    pipe = client.pipeline(transaction=False)
-    for task_id in ids:
-        pipe.lpush(unique, template.replace(template_id, task_id))
-    pipe.execute()
     argv = [os.path.join(BIN, "cq-move"), "-b", source, "-Q", unique, "--to-broker", destination, "-f"]
     rng = random.Random(13)
     for _ in range(3):
@@ -269,14 +264,52 @@ def test_a_celery_message_is_encoded_here_not_by_the_fallback(fresh_redis_url, u
             == publish_frames.py_amqp_frames(1, 131072, message, "", unique, True, False)
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8) | st.sampled_from(["", '"', "\\", "\x7f", "\u2028", "\ud7ff", "a b"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10)
+
+
 @settings(max_examples=300, deadline=None)
-@given(header_values)
+@given(json_values)
 def test_kombu_json_is_kombus(value):
+    """What a move writes of an envelope (parsed from JSON) is what kombu's dumps writes of it."""
     from kombu.utils.json import dumps
 
     from celops.core.redis_move import _kombu_json
 
     assert _kombu_json(value) == dumps(value)
+
+
+envelopes = st.fixed_dictionaries({"body": st.text(max_size=20), "headers": st.dictionaries(
+    st.sampled_from(["id", "task", "delivery_info", "delivery_tag", "x"]), json_values, max_size=4)},
+    optional={"properties": st.fixed_dictionaries({}, optional={
+        "delivery_info": st.dictionaries(st.sampled_from(["exchange", "routing_key", "priority"]), json_values)
+        | st.sampled_from([{"exchange": "", "routing_key": "q"}, None, 3]),
+        "delivery_tag": st.text(max_size=40) | st.sampled_from(["dc87e9d1-5a2a-4a39-9d37-a085be494c4e", 7]),
+        "priority": st.integers(0, 9)})})
+
+
+@settings(max_examples=400, deadline=None)
+@given(envelopes, st.booleans())
+def test_a_readdressed_envelope_is_what_kombu_writes_on_publish(envelope, twice):
+    """Re-addressed in place or written out again, the bytes are kombu's own: its dumps of the envelope with
+    the destination's delivery_info and the new tag, as its virtual transport's publish sets them."""
+    from kombu.utils.json import dumps
+
+    from celops.core.redis_move import readdressed
+
+    raw = dumps(envelope).encode()
+    expected = copy.deepcopy(envelope)
+    properties = expected.get("properties")
+    if isinstance(properties, dict) and (properties.get("delivery_info") is None
+                                         or isinstance(properties["delivery_info"], dict)):
+        properties["delivery_info"] = dict(properties.get("delivery_info") or {}, exchange="", routing_key="dest")
+        properties["delivery_tag"] = "0e2dfc6a-4b8f-4c8a-9a36-4e7c3d1e2f00"
+    for _ in range(1 + twice):  # the second time from the remembered delivery_info texts
+        copied = readdressed(raw, orjson.loads(raw), "dest", "0e2dfc6a-4b8f-4c8a-9a36-4e7c3d1e2f00")
+        assert copied == dumps(expected).encode() or (copied == raw and expected == envelope)
 
 
 def test_delivery_tags_are_uuid4s():
@@ -300,8 +333,8 @@ def test_a_list_touched_between_read_and_move_is_moved_by_the_script(fresh_redis
         def meddling(index, picked, oldest):
             assert oldest
             client.lpush(unique, b"newcomer")
-            return move_within(index, picked, oldest)
-        moved = [record["uuid"] for record in work.walk(Selection(limit=5), meddling)]
+            return move_within.apply(index, picked, oldest)
+        moved = [record["uuid"] for record in work.walk(Selection(limit=5), move_within._replace(apply=meddling))]
     assert moved == ids
     assert client.lrange(unique, 0, -1) == [b"newcomer"]
     assert [orjson.loads(raw)["headers"]["id"] for raw in reversed(client.lrange("dest", 0, -1))] == ids

@@ -13,7 +13,7 @@ from celops.commands import cres as cres_command
 from celops.core.cli import IO
 from tests.conftest import empty_db_url
 from tests.results_support import PostgresDatabase, backend_app, cres, sqlite_url, wait_done
-from tests.support import ROOT, Worker, send_tasks, undocumented_fields
+from tests.support import ROOT, send_tasks, undocumented_fields
 
 EXTENDED = ("name", "args", "kwargs", "worker", "retries", "queue")
 

@@ -12,7 +12,7 @@ from celops.commands import cctl, cq_len, cq_ls, cq_purge
 from celops.core.redis_layout import infer_sep
 from tests.conftest import BIN, run_command
 from tests.queue_support import publish
-from tests.support import RabbitVhost, RecordStream, RedisServer, poll, worker_env
+from tests.support import RabbitVhost, RecordStream, RedisServer, poll
 
 DEFAULT_SEP = b"\x06\x16"
 

@@ -121,7 +121,7 @@ def test_no_master_name_is_a_usage_error(cluster):
 
 def test_every_sentinel_down_names_each_one(tmp_path):
     ports = [free_port(), free_port()]
-    url = ";".join(f"sentinel://:{MASTER_SECRET}@127.0.0.1:{port}/0" for port in ports) + f"?master_name=m"
+    url = ";".join(f"sentinel://:{MASTER_SECRET}@127.0.0.1:{port}/0" for port in ports) + "?master_name=m"
     for command in (["cctl", "-b", url, "ping"], ["cq-len", "-b", url, "celery"]):
         result = run_bin(*command, "-t", "2")
         assert result.status == 69, result

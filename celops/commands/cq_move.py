@@ -137,15 +137,16 @@ def _move_queue(ctx, report, queue, selection, destination, mark):
     from celops.core.queues import BadKey, UnknownQueue
 
     args = ctx.args
+    encode, write = ctx.out.encode, ctx.out.write_encoded
     moved = 0
     try:
-        for record in ctx.broker.transport.move(queue, args.to or queue, selection, destination, args.dry_run,
-                                                args.timeout, ctx.warn):
-            if isinstance(record, BadKey):
-                report.add(record)
+        # each record is encoded as its message is read, while it is fresh in the cache
+        for line in ctx.broker.transport.move(queue, args.to or queue, selection, destination, args.dry_run,
+                                              args.timeout, ctx.warn, lambda record: encode({**record, **mark})):
+            if isinstance(line, BadKey):
+                report.add(line)
                 return None
-            record.update(mark)
-            ctx.out.write(record)
+            write(line)
             moved += 1
     except UnknownQueue as unknown:
         report.add(unknown)

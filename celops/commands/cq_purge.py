@@ -153,10 +153,12 @@ def _purge_part(ctx, report, queues, selection, trim):
                                         args.timeout, ctx.warn)
             else:
                 purged = 0
-                for record in transport.remove(queue, selection, args.dry_run, args.timeout, ctx.warn):
+                encode = ctx.out.encode
+                for record in transport.remove(queue, selection, args.dry_run, args.timeout, ctx.warn,
+                                               lambda record: encode({**record, **mark})):
                     if isinstance(record, BadKey):
                         break
-                    ctx.out.write({**record, **mark})
+                    ctx.out.write_encoded(record)
                     purged += 1
                 else:
                     record = {"type": "queue", "queue": queue, "purged": purged}

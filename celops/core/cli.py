@@ -442,16 +442,20 @@ def execute(build_parser, run, argv=None, io=None):
         _quiet_closed_stdout(io)
         return ExitStatus.OK
     except KeyboardInterrupt:
+        _write_records_so_far(ctx)
         return ExitStatus.INTERRUPTED
     except CelopsError as exc:
+        _write_records_so_far(ctx)
         ctx.error(str(exc))
         if _debugging(ctx, argv):
             _print_traceback(io)
         return exc.status
     except ModuleNotFoundError as exc:
+        _write_records_so_far(ctx)
         ctx.error(str(MissingDependency(exc.name)))
         return MissingDependency.status
     except Exception as exc:  # the last line of defence: one line, no traceback
+        _write_records_so_far(ctx)
         if _debugging(ctx, argv):
             _print_traceback(io)
         else:
@@ -459,6 +463,17 @@ def execute(build_parser, run, argv=None, io=None):
 
             ctx.error(redact_url(f"internal error: {type(exc).__name__}: {exc} (--debug shows where)"))
         return ExitStatus.SOFTWARE
+
+
+def _write_records_so_far(ctx):
+    """Write the records a failed or interrupted command still buffers: what it printed before it stopped
+    stands (a closed pipe or a second Ctrl-C meanwhile loses them quietly)."""
+    try:
+        ctx.flush()
+    except BrokenPipeError:
+        _quiet_closed_stdout(ctx.io)
+    except (OSError, ValueError, KeyboardInterrupt):
+        pass
 
 
 def _debugging(ctx, argv):

@@ -114,6 +114,10 @@ def _body_bytes(body, encoding):
         raise ValueError(f"the body is not valid base64: {exc}") from None
 
 
+_STRING_HEADERS = ("id", "task", "eta", "expires", "root_id", "parent_id", "origin", "compression")
+_STRING_OR_NULL = frozenset((str, type(None)))
+
+
 def task_message(queue, headers, priority, content_type, body, body_encoding=None):
     """A message record from a task message's headers and (encoded) body, protocol v2 or v1. Never raises.
 
@@ -128,16 +132,13 @@ def task_message(queue, headers, priority, content_type, body, body_encoding=Non
     else:
         get = {}.get
         problems.append(f"the headers are {_kind(headers)}, not an object")
-    task_id = _checked(get("id"), "id", str, problems)
-    retries = _checked(get("retries"), "retries", int, problems)
-    task = _checked(get("task"), "task", str, problems)
-    eta = _checked(get("eta"), "eta", str, problems)
-    expires = _checked(get("expires"), "expires", str, problems)
-    root_id = _checked(get("root_id"), "root_id", str, problems)
-    parent_id = _checked(get("parent_id"), "parent_id", str, problems)
-    origin = _checked(get("origin"), "origin", str, problems)
+    strings = list(map(get, _STRING_HEADERS))
+    if not _STRING_OR_NULL.issuperset(map(type, strings)):  # one look at all of them: they almost always are
+        strings = [_checked(value, name, str, problems) for value, name in zip(strings, _STRING_HEADERS)]
+    task_id, task, eta, expires, root_id, parent_id, origin, compression = strings
     record = {"type": "message", "queue": queue, "uuid": task_id, "id": task_id, "task": task,
-              "args": None, "kwargs": None, "eta": eta, "expires": expires, "retries": retries,
+              "args": None, "kwargs": None, "eta": eta, "expires": expires,
+              "retries": _checked(get("retries"), "retries", int, problems),
               "priority": _checked(priority, "priority", int, problems, "property"), "root_id": root_id,
               "parent_id": parent_id, "origin": origin, "headers": headers, "size": 0}
     try:
@@ -148,8 +149,8 @@ def task_message(queue, headers, priority, content_type, body, body_encoding=Non
         record["size"] = len(body.encode("utf-8", "surrogatepass")) if isinstance(body, str) else 0
     if raw is not None:
         record["size"] = len(raw)
-        _decode_body(record, raw, _checked(get("compression"), "compression", str, problems),
-                     _checked(content_type, "content-type", str, problems, "property"), problems)
+        _decode_body(record, raw, compression, _checked(content_type, "content-type", str, problems, "property"),
+                     problems)
     if problems:
         record["error"] = "; ".join(problems)
     return record

@@ -13,6 +13,7 @@ import uuid
 
 import orjson
 
+BLOCK_BYTES = 1 << 16  # records written at once off a terminal
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: longer lines are errors, not memory blow-ups
 BOM = b"\xef\xbb\xbf"
 
@@ -43,38 +44,61 @@ def _default(value):
 
 
 def dumps(record):
-    """Encode one record as a compact JSON line, newline included."""
-    return orjson.dumps(record, default=_default, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
+    """Encode one record as a compact JSON line, newline included.
+
+    Keys that are not strings (numbers, from a worker's reply) are written
+    as strings; orjson is a third faster without that option, so it is
+    tried without it first.
+    """
+    try:
+        return orjson.dumps(record, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(record, default=_default, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
 
 
 class Writer:
     """Writes records to a binary stream; flushes per line when asked to.
 
     ``flush_each`` is set for a TTY or ``-u``; otherwise output is block
-    buffered and flushed by ``close()``. A closed pipe surfaces as
-    ``BrokenPipeError``, which the shared entry wrapper turns into a quiet exit.
+    buffered here, whatever buffering the stream has (Python makes stdout
+    unbuffered under PYTHONUNBUFFERED, which many images set: a write per
+    record), and written by ``flush()``, which the shared entry wrapper calls
+    however a command ends. A closed pipe surfaces as ``BrokenPipeError``,
+    which the entry wrapper turns into a quiet exit.
     """
 
     def __init__(self, stream, flush_each=False):
         self._stream = stream
         self._flush_each = flush_each
+        self._pending = []
+        self._pending_size = 0
         self.count = 0
 
+    encode = staticmethod(dumps)
+
     def write(self, record):
-        self._stream.write(dumps(record))
-        self.count += 1
-        if self._flush_each:
-            self._stream.flush()
+        self.write_encoded(dumps(record))
 
     def write_encoded(self, line):
-        """Write a line already encoded by ``dumps`` (hot paths batch their own)."""
-        self._stream.write(line)
+        """Write what ``encode`` made of a record, or lines encoded by ``dumps`` (hot paths batch their own)."""
         self.count += 1
         if self._flush_each:
+            self._stream.write(line)
             self._stream.flush()
+            return
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size >= BLOCK_BYTES:
+            self._write_pending()
 
     def flush(self):
+        self._write_pending()
         self._stream.flush()
+
+    def _write_pending(self):
+        if self._pending:
+            lines, self._pending, self._pending_size = b"".join(self._pending), [], 0
+            self._stream.write(lines)
 
 
 class Reader:

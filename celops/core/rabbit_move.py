@@ -133,8 +133,9 @@ class RabbitQueueWork:
         finally:
             self.connection.release()
 
-    def walk(self, selection, take):
-        """Yield the record of each selected message that ``take`` handled, in delivery order.
+    def walk(self, selection, take, finish=None):
+        """Yield ``finish(record)`` (default: the record) of each selected message that ``take`` handled, in
+        delivery order.
 
         At most the messages ready when the walk started are looked at.
         ``take([message, ...])`` publishes them elsewhere (or nothing); they
@@ -151,7 +152,7 @@ class RabbitQueueWork:
             seen += 1
             record = record_of_amqp(self.queue, message)
             if selection.matches(record):
-                picked.append((record, message))
+                picked.append((record if finish is None else finish(record), message))
             if len(picked) >= CHUNK:
                 yield from self._handled(picked, take)
                 remaining = None if remaining is None else remaining - len(picked)
@@ -163,8 +164,8 @@ class RabbitQueueWork:
             take([message for _, message in picked])
             for _, message in picked:  # one by one: the messages not selected are held unacknowledged between
                 self.channel.basic_ack(message.delivery_tag)
-        for record, _ in picked:
-            yield record
+        for item, _ in picked:
+            yield item
 
     def count(self, selection):
         """Without taking anything: the ready count (at most -n), exact only when nothing filters."""

@@ -17,6 +17,7 @@ nothing and the script does the work.
 """
 
 import os
+from collections import namedtuple
 
 CHUNK = 1000  # messages per LRANGE and per script call
 
@@ -69,10 +70,6 @@ return removed
 """
 
 
-# (the source's delivery_info as orjson writes it, the destination) -> kombu's text of it, and of the new one
-_ADDRESSES = {}
-
-
 def readdressed(raw, envelope, queue, tag):
     """The envelope ``raw`` (``envelope``: it parsed, or None) as kombu would write it published to ``queue``
     through the default exchange, with the delivery tag ``tag`` (``fresh_delivery_tags``).
@@ -80,28 +77,46 @@ def readdressed(raw, envelope, queue, tag):
     Body, headers and every other property are kept as they are; delivery_info
     names the destination and the delivery tag is new (kombu's own
     ``_inplace_augment_message`` does the same on publish). Both are written
-    with kombu's own JSON ``dumps``: in place when each appears once as
+    as kombu's JSON ``dumps`` writes them: in place when each appears once as
     kombu writes it (the rest of the bytes are then the source's own), else
     the whole envelope is written out again. What is not a kombu envelope
     moves as it is.
     """
-    properties = envelope.get("properties") if isinstance(envelope, dict) else None
-    if not isinstance(properties, dict) or not isinstance(properties.get("delivery_info", {}), dict):
+    properties = envelope.get("properties") if envelope.__class__ is dict else None
+    if properties.__class__ is not dict:
         return raw
-    delivery_info = properties.setdefault("delivery_info", {})
-    replacements = [_address_texts(delivery_info, queue)]
-    delivery_info.update(exchange="", routing_key=queue)
-    if "delivery_tag" in properties:
-        old_tag = f'"delivery_tag": {_kombu_json(properties["delivery_tag"])}'
-        properties["delivery_tag"] = tag
-        replacements.append((old_tag, f'"delivery_tag": "{tag}"'))
-    # kombu's JSON is ASCII and ``raw`` parsed, so valid UTF-8: replacing bytes is replacing text
-    replacements = [(old.encode(), new.encode()) for old, new in replacements]
-    if all(raw.count(old) == 1 for old, _ in replacements):
-        for old, new in replacements:
-            raw = raw.replace(old, new)
+    delivery_info = properties.get("delivery_info")
+    if delivery_info.__class__ is dict and "delivery_tag" in properties:
+        old_info, new_info = _address_texts(delivery_info, queue)
+        old_tag = b'"delivery_tag": ' + _kombu_json(properties["delivery_tag"]).encode()
+        # kombu's JSON is ASCII and ``raw`` parsed, so valid UTF-8: replacing bytes is replacing text. Once
+        # each: a text that is also elsewhere (a header's) would be ambiguous. (Each scan of a message costs
+        # as much as the rest of its re-addressing: three here.)
+        parts = raw.split(old_info)
+        if len(parts) == 2 and raw.count(old_tag) == 1:
+            new_tag = b'"delivery_tag": "%s"' % tag.encode()
+            return b"".join((parts[0].replace(old_tag, new_tag), new_info, parts[1].replace(old_tag, new_tag)))
+    elif delivery_info is not None and delivery_info.__class__ is not dict:
         return raw
+    import json
+
+    envelope = json.loads(raw)  # as kombu reads it: orjson reads an integer beyond 64 bits as a float
+    properties = envelope["properties"]
+    properties["delivery_info"] = dict(properties.get("delivery_info") or {}, exchange="", routing_key=queue)
+    properties["delivery_tag"] = tag
     return _kombu_json(envelope).encode()
+
+
+_spare_tags = []  # made CHUNK at a time; a forked process (two_cores) makes its own
+
+
+def _next_delivery_tag():
+    if not _spare_tags:
+        _spare_tags.extend(reversed(fresh_delivery_tags(CHUNK)))
+    return _spare_tags.pop()
+
+
+os.register_at_fork(after_in_child=_spare_tags.clear)
 
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
@@ -119,30 +134,42 @@ def fresh_delivery_tags(count):
     return tags
 
 
-def _address_texts(delivery_info, queue):
-    """kombu's text of ``delivery_info``, and of it re-addressed to ``queue``: written once per run, as a queue's
-    messages all carry the same."""
-    import orjson
+_last_address = [None, None, None]  # a delivery_info, a queue, and their texts: a queue's messages share one
 
-    key = (orjson.dumps(delivery_info), queue)
-    texts = _ADDRESSES.get(key)
-    if texts is None:
-        texts = (f'"delivery_info": {_kombu_json(delivery_info)}',
-                 f'"delivery_info": {_kombu_json(dict(delivery_info, exchange="", routing_key=queue))}')
-        if len(_ADDRESSES) < 1000:
-            _ADDRESSES[key] = texts
+
+def _address_texts(delivery_info, queue):
+    """kombu's text of ``delivery_info``, and of it re-addressed to ``queue``, as bytes."""
+    last_info, last_queue, texts = _last_address
+    if queue != last_queue or delivery_info != last_info:
+        texts = (b'"delivery_info": ' + _kombu_json(delivery_info).encode(),
+                 b'"delivery_info": ' + _kombu_json(dict(delivery_info, exchange="", routing_key=queue)).encode())
+        _last_address[:] = [dict(delivery_info), queue, texts]
     return texts
 
 
 def _kombu_json(value):
-    """``value`` as kombu's JSON ``dumps`` writes it; a plain ASCII string (no quote, backslash or control
-    character: what json leaves unescaped), such as a delivery tag, without the call."""
+    """``value``, parsed from JSON, as kombu's JSON ``dumps`` writes it.
+
+    kombu's ``dumps`` is ``json.dumps`` with an encoder whose ``default`` only
+    meets what JSON cannot hold, which a parsed value never is: so
+    ``json.dumps`` writes the same bytes, without importing kombu. A plain
+    ASCII string (no quote, backslash or control character: what json leaves
+    unescaped), such as a delivery tag, is written without the call.
+    """
     if value.__class__ is str and value.isascii() and value.isprintable() and '"' not in value \
             and "\\" not in value:
         return f'"{value}"'
-    from kombu.utils.json import dumps
+    import json
 
-    return dumps(value)
+    return json.dumps(value)
+
+
+Take = namedtuple("Take", "prepare apply")
+Take.__doc__ = """What a walk does with the messages it selects: ``prepare(record, raw, envelope)`` makes each
+one's part as it is read (``envelope``: ``raw`` parsed, or None), while its bytes are fresh in the cache (a
+second pass over a chunk costs a third more); ``apply(index, [(raw, part), ...], oldest)`` takes a chunk's
+messages from list ``index`` at once, and returns one flag per message, whether it went (``oldest``: they are
+the oldest of the list, one after the other, as read since the list was watched)."""
 
 
 class RedisQueueWork:
@@ -177,86 +204,127 @@ class RedisQueueWork:
     def __exit__(self, *exc_info):
         self.client.close()
 
-    def walk(self, selection, take):
-        """Yield the record of each selected message that ``take`` removed, in delivery order.
+    def walk(self, selection, take, finish=None):
+        """Yield ``finish(record)`` (default: the record) of each selected message that ``take`` removed, in
+        delivery order.
 
-        ``take(index, [(record, raw, envelope), ...], oldest)`` returns one
-        flag per message: whether it went (``envelope``: ``raw`` parsed, or
-        None; ``oldest``: they are the oldest of the list, one after the other,
-        as read since the list was watched). ``take`` None is a dry run: every selected message is yielded.
+        ``take`` (a Take) prepares each selected message as it is read, then
+        takes a chunk's at once: one flag per message, whether it went.
+        ``take`` None is a dry run: every selected message is yielded.
+        ``finish`` runs as each message is read, whether it goes or not.
+
+        Two cores examine a chunk (``two_cores``): its head here, its tail in
+        a helper. The head is taken while the helper works; the tail is read
+        again after (watched, as every chunk is before its take) and taken as
+        examined only if it is still what the helper was given.
         """
-        from celops.core.decode import redis_message_and_envelope
+        from celops.core.two_cores import TwoCores
 
         remaining = selection.limit
-        for index, key in enumerate(self.keys):
-            position = 0  # delivery position in this list of the next message not yet seen
-            while remaining is None or remaining > 0:
-                read = ("LRANGE", key, -(position + CHUNK), -(position + 1))
-                if take is None:
-                    chunk = self.client.call(*read)
-                else:  # watched from before the read: a take may then trim the oldest in one transaction
-                    chunk = self.client.checked(("UNWATCH",), ("WATCH", key), read)[-1]
-                chunk.reverse()
-                picked = []
-                oldest = position == 0  # so far the picked are the oldest of the list, one after the other
-                for raw in chunk:
-                    if remaining is not None and len(picked) >= remaining:
+        with TwoCores(self._examiner(selection, take, finish)) as cores:
+            for index, key in enumerate(self.keys):
+                position = 0  # delivery position in this list of the next message not yet seen
+                while remaining is None or remaining > 0:
+                    size = CHUNK if remaining is None or selection.filtered else min(CHUNK, remaining)
+                    chunk = self._read(key, position, size, take is not None)
+                    part, tail, tail_results = cores.split(chunk)
+                    results = cores.work(part)
+                    while True:
+                        finished, prepared = [], []
+                        oldest = position == 0  # so far the picked are the oldest of the list, one after the other
+                        for raw, result in zip(part, results):
+                            if remaining is not None and len(finished) >= remaining:
+                                break
+                            if result is None:
+                                oldest = False
+                            else:
+                                finished.append(result[0])
+                                prepared.append((raw, result[1]))
+                        went = [True] * len(finished) if take is None else take.apply(index, prepared, oldest)
+                        gone = 0
+                        for item, flag in zip(finished, went):
+                            if flag:
+                                gone += 1
+                                yield item
+                        if remaining is not None:
+                            remaining -= gone
+                        position += len(part) - (0 if take is None else gone)
+                        if not tail or (remaining is not None and remaining <= 0):
+                            break
+                        given, tail = tail, None
+                        part = self._read(key, position, len(given), True) if take is not None else given
+                        results = tail_results() if part == given else cores.work(part)
+                    if len(chunk) < size:
                         break
-                    record, envelope = redis_message_and_envelope(self.queue, raw)
-                    if selection.matches(record):
-                        picked.append((record, raw, envelope))
-                    else:
-                        oldest = False
-                went = [True] * len(picked) if take is None else take(index, picked, oldest)
-                gone = 0
-                for (record, _, _), flag in zip(picked, went):
-                    if flag:
-                        gone += 1
-                        yield record
-                if remaining is not None:
-                    remaining -= gone
-                position += len(chunk) - (0 if take is None else gone)
-                if len(chunk) < CHUNK:
-                    break
+
+    def _read(self, key, position, size, watch):
+        """``size`` messages of list ``key`` from delivery ``position`` on, in delivery order; ``watch``: with
+        the list watched from before the read, so that a take may trim the oldest in one transaction."""
+        read = ("LRANGE", key, -(position + size), -(position + 1))
+        chunk = self.client.checked(("UNWATCH",), ("WATCH", key), read)[-1] if watch else self.client.call(*read)
+        chunk.reverse()
+        return chunk
+
+    def _examiner(self, selection, take, finish):
+        """The function of a chunk that decodes each message: None when it is not selected, else
+        ``(finish(record), take.prepare(...))``. Everything a message costs in Python is here, in one pass (a
+        second pass over a chunk costs a third more)."""
+        from celops.core.decode import redis_message_and_envelope
+
+        queue, matches = self.queue, selection.matches
+        prepare = take.prepare if take is not None else lambda record, raw, envelope: None
+
+        def examine(chunk):
+            results = []
+            for raw in chunk:
+                record, envelope = redis_message_and_envelope(queue, raw)
+                if matches(record):
+                    results.append((record if finish is None else finish(record), prepare(record, raw, envelope)))
+                else:
+                    results.append(None)
+            return results
+        return examine
 
     def count(self, selection):
         """Exact: a dry-run walk."""
         return sum(1 for _ in self.walk(selection, None)), True
 
     def move_within(self, to_queue):
-        """A ``take`` that moves each message to ``to_queue``'s list of the same priority step, re-addressed."""
+        """A Take that moves each message to ``to_queue``'s list of the same priority step, re-addressed."""
         destination_keys = [key for _, key in self.broker.priority_keys(to_queue)]
-        return lambda index, picked, oldest: self._take(
-            index, [(raw, readdressed(raw, envelope, to_queue, tag))
-                    for (_, raw, envelope), tag in zip(picked, fresh_delivery_tags(len(picked)))],
-            oldest, destination_keys[index])
+        return Take(lambda record, raw, envelope: readdressed(raw, envelope, to_queue, _next_delivery_tag()),
+                    lambda index, pairs, oldest: self._take(index, pairs, oldest, destination_keys[index]))
 
     def send_to(self, publisher, to_queue):
-        """A ``take`` that publishes each message to another broker and removes it here once that returned.
+        """A Take that publishes each message to another broker and removes it here once that returned.
 
         A message that is no kombu envelope cannot be re-published: it stays, named in a warning.
         """
         from celops.core.transport import envelope_of_kombu
 
-        def take(index, picked, oldest):
-            envelopes, flags = [], []
-            for record, raw, parsed in picked:
-                try:
-                    envelopes.append((raw, envelope_of_kombu(parsed)))
-                    flags.append(True)
-                except (ValueError, TypeError, AttributeError) as exc:
-                    reason = record.get("error") if record["type"] == "error" else exc
-                    self.warn(f"a message of {self.queue!r} that is not a kombu envelope stays there ({reason})")
-                    flags.append(False)
+        def prepare(record, raw, parsed):
+            """The message's Envelope, or why it has none (said in ``apply``: this may run in a helper)."""
+            try:
+                return envelope_of_kombu(parsed)
+            except (ValueError, TypeError, AttributeError) as exc:
+                return str(record.get("error") if record["type"] == "error" else exc)
+
+        def apply(index, prepared, oldest):
+            envelopes = []
+            for raw, envelope in prepared:
+                if isinstance(envelope, str):
+                    self.warn(f"a message of {self.queue!r} that is not a kombu envelope stays there ({envelope})")
+                else:
+                    envelopes.append((raw, envelope))
             publisher.publish([envelope for _, envelope in envelopes], to_queue)
             # one gone meanwhile is still moved; one left there (not an envelope) ends the oldest run
-            self._take(index, [(raw, b"") for raw, _ in envelopes], oldest and all(flags))
-            return flags
-        return take
+            self._take(index, [(raw, b"") for raw, _ in envelopes], oldest and len(envelopes) == len(prepared))
+            return [not isinstance(envelope, str) for _, envelope in prepared]
+        return Take(prepare, apply)
 
     def remover(self):
-        """A ``take`` that removes each message."""
-        return lambda index, picked, oldest: self._take(index, [(raw, b"") for _, raw, _ in picked], oldest)
+        """A Take that removes each message."""
+        return Take(lambda record, raw, envelope: b"", self._take)
 
     def _take(self, index, pairs, oldest, destination_key=None):
         """Take ``pairs`` of (raw, copy or b"") from one list, pushing the copies; one flag per message.

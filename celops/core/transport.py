@@ -54,11 +54,13 @@ class Transport:
         """The subclass's object that walks, moves and trims one queue (a context manager)."""
         raise NotImplementedError
 
-    def move(self, queue, to_queue, selection, destination=None, dry_run=False, timeout=5.0, warn=print):
+    def move(self, queue, to_queue, selection, destination=None, dry_run=False, timeout=5.0, warn=print,
+             finish=None):
         """Move the selected messages of ``queue`` to ``to_queue`` (of ``destination``, another Broker, if given).
 
         Yields a message record with ``moved_to`` per message moved (or, with
         ``dry_run``, that would be), in delivery order, or the queue's BadKey;
+        ``finish(record)``, if given, instead of each record (``walk``'s);
         raises UnknownQueue. Within one Redis each message moves in one
         script or transaction; otherwise it is published and confirmed first, and removed from
         ``queue`` after: a crash in between leaves it in both, never in neither.
@@ -76,21 +78,25 @@ class Transport:
                 publisher = (destination or self.broker).transport.publisher(timeout)
                 take = work.send_to(publisher, to_queue)
             try:
+                def moved(record):
+                    record["moved_to"] = to_queue  # each record is new: no copy on this hot path
+                    return record if finish is None else finish(record)
+
                 with cycle_collection_paused():
-                    for record in work.walk(selection, take):
-                        record["moved_to"] = to_queue  # each record is new: no copy on this hot path
-                        yield record
+                    yield from work.walk(selection, take, moved)
             finally:
                 if publisher is not None:
                     publisher.close()
 
-    def remove(self, queue, selection, dry_run=False, timeout=5.0, warn=print):
-        """Remove the selected messages of ``queue``: their records (or the queue's BadKey), in delivery order."""
+    def remove(self, queue, selection, dry_run=False, timeout=5.0, warn=print, finish=None):
+        """Remove the selected messages of ``queue``: their records (or the queue's BadKey), in delivery order;
+        ``finish(record)`` instead of each record, if given (``walk``'s)."""
         with self.queue_work(queue, timeout, warn) as work:
             if work.problem is not None:
                 yield work.problem
                 return
-            yield from work.walk(selection, None if dry_run else work.remover())
+            with cycle_collection_paused():
+                yield from work.walk(selection, None if dry_run else work.remover(), finish)
 
     def count(self, queue, selection, timeout=5.0, warn=print):
         """``(how many of queue's messages the selection takes, whether that is exact)``, for the consent prompt."""
