@@ -13,7 +13,7 @@ import sys
 import sysconfig
 
 from celops import __version__
-from celops.commands import COMMANDS
+from celops.commands import COMMANDS, TOOLS
 from celops.core import cli
 from celops.core.exits import ConfigError
 
@@ -36,7 +36,7 @@ def scripts(shell):
     """The text of every command's script for ``shell``, from the first place that has them all."""
     file_name = INSTALLED[shell][-1]
     for directory in script_dirs(shell):
-        paths = [os.path.join(directory, file_name.format(command)) for command in COMMANDS]
+        paths = [os.path.join(directory, file_name.format(command)) for command in [*COMMANDS, *TOOLS]]
         if all(os.path.isfile(path) for path in paths):
             return [open(path).read() for path in paths]
     return None
@@ -44,8 +44,18 @@ def scripts(shell):
 
 def build_parser():
     parser = cli.CommandParser(prog="celops-completion", description=__doc__.strip())
+    parser.man_short_description = "print the completion scripts of every celops command"
     parser.add_argument("shell", choices=("bash", "zsh"), help="the shell to print the scripts for")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.man_sections += [
+        ("FILES",
+         "The scripts it prints, one per command, as pip installs them under the environment's data path: "
+         "share/bash-completion/completions/NAME and share/zsh/site-functions/_NAME (then, in a checkout, "
+         "completions/bash and completions/zsh). A missing one is exit 78, naming the places looked in."),
+        ("EXAMPLES",
+         "  eval \"$(celops-completion bash)\"\n"
+         "  eval \"$(celops-completion zsh)\""),
+    ]
     return parser
 
 

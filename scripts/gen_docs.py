@@ -21,7 +21,7 @@ import shtab  # noqa: E402
 from argparse_manpage.manpage import Manpage  # noqa: E402
 
 from celops import __version__  # noqa: E402
-from celops.commands import COMMANDS  # noqa: E402
+from celops.commands import COMMANDS, TOOLS  # noqa: E402
 from celops.core.cli import completion_preamble  # noqa: E402
 from celops.core import render  # noqa: E402
 from celops.records import COMMAND_RECORDS, RECORDS, fields_written  # noqa: E402
@@ -43,11 +43,12 @@ def manpage(parser):
     sections = [(heading, _roff_paragraphs(text, shell=heading == "EXAMPLES")) for heading, text in parser.man_sections]
     if "RECORDS" in dict(sections):
         raise SystemExit(f"{parser.prog}: a RECORDS section is generated from COMMAND_RECORDS in celops/records.py")
-    after_input = next((at + 1 for at, (heading, _) in enumerate(sections) if heading == "INPUT"), 0)
-    sections.insert(after_input, ("RECORDS", records_section(parser.prog)))
+    if parser.prog in COMMANDS:  # TOOLS write no records
+        after_input = next((at + 1 for at, (heading, _) in enumerate(sections) if heading == "INPUT"), 0)
+        sections.insert(after_input, ("RECORDS", records_section(parser.prog)))
     for heading, roff in sections:
         page.add_section(heading, "=", roff)
-    see_also = [rf"\fB{name}\fR(1)" for name in COMMANDS if name != parser.prog] + [r"\fBcelops\fR(7)"]
+    see_also = [rf"\fB{name}\fR(1)" for name in [*COMMANDS, *TOOLS] if name != parser.prog] + [r"\fBcelops\fR(7)"]
     page.add_section("SEE ALSO", "=", ", ".join(see_also))
     return _finished(str(page))
 
@@ -178,8 +179,9 @@ def outputs():
     """Every generated file: path relative to ROOT -> content."""
     files = {"man/celops.7": vocabulary_page(), "README.md": readme_with_vocabulary()}
     preamble = completion_preamble()
-    for name, module_name in COMMANDS.items():
-        parser = importlib.import_module(f"celops.commands.{module_name}").build_parser()
+    modules = {**{name: f"celops.commands.{module}" for name, module in COMMANDS.items()}, **TOOLS}
+    for name, module_name in modules.items():
+        parser = importlib.import_module(module_name).build_parser()
         files[f"man/{name}.1"] = manpage(parser)
         files[f"completions/bash/{name}"] = bash_completion(parser, preamble)
         files[f"completions/zsh/_{name}"] = shtab.complete(parser, "zsh", preamble=preamble)

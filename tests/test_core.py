@@ -16,6 +16,7 @@ import pytest
 from celops.commands import COMMANDS
 from celops.core import cli
 from celops.core.broker import Broker, resolve
+from celops.core.exits import CelopsError
 from celops.core.broker import within as broker_within
 from celops.core.ndjson import MAX_LINE_BYTES, Reader, dumps
 from celops.core.redact import redact, redact_url
@@ -327,7 +328,7 @@ def test_records_are_block_buffered_whatever_the_stream_does():
     assert raw.writes == 1
 
 
-@pytest.mark.parametrize("ending", [KeyboardInterrupt, RuntimeError, lambda: cli.CelopsError("it broke")])
+@pytest.mark.parametrize("ending", [KeyboardInterrupt, RuntimeError, lambda: CelopsError("it broke")])
 def test_records_written_before_a_failure_are_still_written(ending):
     def fails_after_two(ctx):
         ctx.out.write({"n": 1})

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from celops.commands import COMMANDS
+from celops.commands import COMMANDS, TOOLS
 from tests.conftest import run_bin
 from tests.support import ROOT
 
@@ -23,9 +23,9 @@ def console_scripts():
 
 
 def test_console_scripts_match_the_command_table():
-    """The commands, plus celops-completion (it prints their scripts; it has no records, broker or man page)."""
+    """The commands, plus the tools (celops-completion prints their scripts; it has no records or broker)."""
     assert console_scripts() == {**{name: f"celops.commands.{module}:main" for name, module in COMMANDS.items()},
-                                 "celops-completion": "celops.completion:main"}
+                                 **{name: f"{module}:main" for name, module in TOOLS.items()}}
 
 
 def test_every_command_installs_its_man_page_and_completions():
@@ -33,7 +33,7 @@ def test_every_command_installs_its_man_page_and_completions():
     config = configparser.ConfigParser()
     config.read(os.path.join(ROOT, "setup.cfg"))
     installed = {path.strip() for paths in config["options.data_files"].values() for path in paths.split(",")}
-    for command in COMMANDS:
+    for command in [*COMMANDS, *TOOLS]:
         for path in (f"man/{command}.1", f"completions/bash/{command}", f"completions/zsh/_{command}"):
             assert path in installed, f"{path} is not in setup.cfg's data_files"
 
@@ -44,7 +44,7 @@ def test_generated_files_have_not_drifted():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", sorted([*COMMANDS, *TOOLS]))
 def test_help_man_page_and_completions(command):
     result = run_bin(command, "--help")
     assert result.status == 0 and result.stdout.startswith(b"usage: " + command.encode())

@@ -10,7 +10,7 @@ import pytest
 
 from celops.core import amqpwire
 from celops.core.broker import Broker, app_broker_url
-from celops.core.events import RedisEventSource
+from celops.core.redis_events import RedisEventSource
 from celops.core.exits import BrokerUnavailable, UsageError
 from tests.conftest import run_bin
 from tests.support import RedisServer, free_port, kombu_event_envelope

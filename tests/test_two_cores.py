@@ -17,31 +17,31 @@ def _squares(items):
     return [(item, item * item, os.getpid()) for item in items]
 
 
-def test_the_tail_is_worked_in_a_helper_and_the_results_come_in_order():
+def test_lists_are_worked_in_a_helper_and_their_results_come_back_in_order():
     with TwoCores(_squares) as cores:
-        for size in (MIN_ITEMS - 1, MIN_ITEMS, 1000):
-            items = list(range(size))
-            head, tail, tail_results = cores.split(items)
-            results = cores.work(head) + tail_results()
+        small, big, bigger = list(range(MIN_ITEMS - 1)), list(range(1000)), list(range(5000, 7000))
+        tickets = [cores.submit(items) for items in (small, big, bigger)]  # two in the helper's hands at once
+        assert tickets[0] is None and None not in tickets[1:]
+        for ticket, items in zip(tickets, (small, big, bigger)):
+            results = cores.results(ticket, items)
             assert [(item, square) for item, square, _ in results] == [(item, item * item) for item in items]
-            helpers = {pid for _, _, pid in results} - {os.getpid()}
-            assert len(helpers) == (1 if size >= MIN_ITEMS else 0) and len(tail) == (size - len(head))
+            assert {pid for _, _, pid in results} == ({os.getpid()} if ticket is None else {cores.pid})
         pid = cores.pid
+        assert pid != os.getpid()
     assert cores.pid is None and _reaped(pid)
 
 
 def test_a_dead_helper_leaves_its_work_here_and_unread_results_are_dropped():
     with TwoCores(_squares) as cores:
-        cores.split(list(range(500)))  # results never read: the next split must not take them for its own
-        head, tail, tail_results = cores.split(list(range(1000, 1500)))
-        assert [item for item, _, _ in cores.work(head) + tail_results()] == list(range(1000, 1500))
+        cores.submit(list(range(500)))  # never asked for: a later list's results must not be taken for its own
+        items = list(range(1000, 1500))
+        assert [item for item, _, _ in cores.results(cores.submit(items), items)] == items
         pid = cores.pid
-        os.kill(pid, signal.SIGKILL)
-        head, tail, tail_results = cores.split(list(range(500)))
-        results = cores.work(head) + tail_results()
+        os.kill(pid, signal.SIGKILL)  # it runs no more code once kill returns
+        results = cores.results(cores.submit(list(range(500))), list(range(500)))
         assert [item for item, _, _ in results] == list(range(500))
         assert {helper for _, _, helper in results} == {os.getpid()} and cores.pid is None
-        assert cores.split(list(range(500)))[1] == []  # one helper per context: the rest is done here
+        assert cores.submit(list(range(500))) is None  # one helper per context: the rest is done here
     assert _reaped(pid)
 
 

@@ -15,3 +15,6 @@ COMMANDS = {
     "csend": "csend",
     "ccheck": "ccheck",
 }
+
+# Programs beside the commands, with their man page and completions too: no broker, no records.
+TOOLS = {"celops-completion": "celops.completion"}

@@ -51,10 +51,8 @@ def build_parser():
     selection.add_argument("-v", "--verbose", action="store_true",
                            help="print the ok findings too (without it only info, warn, crit and unknown ones)")
     limits = parser.add_argument_group("thresholds")
-    cli.complete_with(limits.add_argument(
-        "-d", "--destination", action="extend", type=cli.name_list("worker name"), metavar="W1@HOST,W2@HOST",
-        help="workers that must answer (comma-separated, repeatable): crit for each that does not"),
-        cli.WORKER_NAMES)
+    cli.add_destination_option(
+        limits, "workers that must answer (comma-separated, repeatable): crit for each that does not")
     limits.add_argument("--expect-workers", type=cli.whole_number(1), metavar="N",
                         help="crit when fewer than N workers answer ping")
     limits.add_argument("--max", type=cli.whole_number(0), default=1000, metavar="N",

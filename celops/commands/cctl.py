@@ -188,10 +188,8 @@ def build_parser():
                         help=f"one of {', '.join(COMMANDS)} (their arguments: man cctl, COMMANDS)")
     parser.add_argument("arguments", nargs="*", default=[], metavar="ARG",  # a default: ARG is optional
                         help="the command's arguments")
-    cli.complete_with(parser.add_argument(
-        "-d", "--destination", action="extend", type=cli.name_list("worker name"), metavar="W1@HOST,W2@HOST",
-        help="only these workers (comma-separated, repeatable); return as soon as they all replied"),
-        cli.WORKER_NAMES)
+    cli.add_destination_option(
+        parser, "only these workers (comma-separated, repeatable); return as soon as they all replied")
     parser.add_argument("--expect", type=cli.whole_number(1), metavar="N",
                         help="return as soon as N workers replied; exit 1 if fewer did")
     parser.add_argument("--each", action="store_true",

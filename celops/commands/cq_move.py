@@ -142,7 +142,8 @@ def _move_queue(ctx, report, queue, selection, destination, mark):
     try:
         # each record is encoded as its message is read, while it is fresh in the cache
         for line in ctx.broker.transport.move(queue, args.to or queue, selection, destination, args.dry_run,
-                                              args.timeout, ctx.warn, lambda record: encode({**record, **mark})):
+                                              args.timeout, ctx.warn, lambda record: encode({**record, **mark})
+                                              if mark else encode(record)):
             if isinstance(line, BadKey):
                 report.add(line)
                 return None

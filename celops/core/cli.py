@@ -1,124 +1,28 @@
-"""Common options, declared once, and the entry wrapper every command runs through.
+"""Common options and option types, declared once: the parser every command builds.
 
-The wrapper owns the pipe contract's edges: exit statuses, the one error
-format (``PROG: error: ...``), quiet ``BrokenPipeError`` and Ctrl-C, and no
-traceback without ``--debug``.
+The entry wrapper every command runs through is ``entry.py`` and the shell
+completion helpers are ``completion_scripts.py``; both are reached through
+here (``cli.execute``, ``cli.complete_with``).
 """
 
 import argparse
 import math
-import os
 import re
 import sys
 
 from celops import __version__
-from celops.core.exits import EXIT_MEANINGS, CelopsError, ExitStatus, MissingDependency, UsageError
+from celops.core.exits import EXIT_MEANINGS, UsageError
+
+# Declared in their own modules; commands reach them all through cli.
+from celops.core.completion_scripts import (  # noqa: E402,F401
+    EVENT_TYPE_NAMES, QUEUE_NAMES, WORKER_NAMES, complete_with, completion_preamble)
+from celops.core.entry import IO, Context, ParserExit, execute  # noqa: E402,F401
 
 EXIT_STATUS_SECTION = "; ".join(f"{int(status)} {meaning}" for status, meaning in EXIT_MEANINGS.items()) + "."
 
 # The largest number any option takes: past it a value is a typo or an overflow
 # waiting to happen (1e308 seconds), not a wish.
 MAX_NUMBER = 10_000_000
-
-# Completion helpers, shared by the bash and zsh scripts of every command. Live
-# names come from cq-ls and cctl ping on the broker the line names (-b, -A), else
-# the default one; `timeout` and the commands' own -t keep a dead broker from
-# hanging the shell. A comma-separated list (-d w1@h,<TAB>) completes its last name.
-_COMPLETION_BASH = r"""
-# bash splits words at : = @ too (COMP_WORDBREAKS): shtab's parser must see the words as typed
-# (-b redis://h:6379/0, -d w1@h,w2@h), and the answers must replace only what readline replaces:
-# the text after the last break character, or from an @ on (readline's host name completion).
-_celops_rejoined() {
-  local line="${COMP_LINE:0:COMP_POINT}" offset=0 start i
-  local -a typed=()
-  for ((i = 0; i <= COMP_CWORD; i++)); do
-    start=$offset
-    while [[ "${line:offset:1}" == [[:space:]] ]]; do ((offset++)); done
-    if ((i > 0 && offset == start)); then typed[-1]+="${COMP_WORDS[i]}"; else typed+=("${COMP_WORDS[i]}"); fi
-    ((offset += ${#COMP_WORDS[i]}))
-  done
-  local piece="${typed[-1]##*["$COMP_WORDBREAKS"]}"
-  local before="${typed[-1]:0:${#typed[-1]}-${#piece}}"
-  before="${before%@}"
-  local -a COMP_WORDS=("${typed[@]}"); local COMP_CWORD=$((${#typed[@]} - 1))
-  "_shtab_${1//-/_}" "$1" "${typed[-1]}" "${typed[-2]}"
-  [ -z "$before" ] || COMPREPLY=("${COMPREPLY[@]#"$before"}")
-}
-_celops_line_broker() {
-  local -a words; local i word
-  read -ra words <<< "${COMP_LINE:0:COMP_POINT}"
-  for ((i = 1; i < ${#words[@]}; i++)); do
-    word="${words[i]}"
-    case "$word" in
-      -b|--broker|-A|--app) ((i + 1 < ${#words[@]})) || continue; printf '%s\n' "$word"; ((i++)); word="${words[i]}" ;;
-      --broker=*|--app=*|-b?*|-A?*) ;;
-      *) continue ;;
-    esac
-    word="${word#[\"\']}"; printf '%s\n' "${word%[\"\']}"
-  done
-}
-_celops_live() {
-  command -v "$1" >/dev/null 2>&1 || return 0
-  local -a given; mapfile -t given < <(_celops_line_broker)
-  timeout 3 "$1" "${given[@]}" "${@:2}" --format ndjson 2>/dev/null |
-    sed -n "s/.*\"$_celops_field\":\"\([^\"]*\)\".*/\1/p"
-}
-_celops_offer() {
-  local head="" word="$1" IFS=$'\n' candidate
-  [[ "$word" == *,* ]] && head="${word%,*}," word="${word##*,}"
-  for candidate in $(compgen -W "$2" -- "$word"); do printf '%s\n' "$head$candidate"; done
-}
-_celops_queues() { local _celops_field=queue; _celops_offer "$1" "$(_celops_live cq-ls -t 1)"; }
-_celops_workers() { local _celops_field=hostname; _celops_offer "$1" "$(_celops_live cctl ping -t 1)"; }
-_celops_event_types() { _celops_offer "$1" "EVENT_TYPES"; }
-"""
-_COMPLETION_ZSH = r"""
-_celops_line_broker() {
-  local i
-  for (( i = 2; i < CURRENT; i++ )); do
-    case $words[i] in
-      -b|--broker|-A|--app) print -rl -- $words[i] ${(Q)words[i+1]}; (( i++ )) ;;
-      --broker=*|--app=*|-b?*|-A?*) print -rl -- ${(Q)words[i]} ;;
-    esac
-  done
-}
-_celops_live() {
-  (( $+commands[$1] )) || return 0
-  local -a given; given=(${(f)"$(_celops_line_broker)"})
-  timeout 3 "$1" "${given[@]}" "${@:2}" --format ndjson 2>/dev/null |
-    sed -n "s/.*\"$_celops_field\":\"\([^\"]*\)\".*/\1/p"
-}
-_celops_offer() {
-  local what=$1; shift
-  (( $# )) || return 1
-  _values -s , $what "${(@)${(@)${(@)@//\\/\\\\}//:/\\:}//\[/\\[}"
-}
-_celops_queues() { local _celops_field=queue; _celops_offer queue ${(f)"$(_celops_live cq-ls -t 1)"}; }
-_celops_workers() { local _celops_field=hostname; _celops_offer worker ${(f)"$(_celops_live cctl ping -t 1)"}; }
-_celops_event_types() { _celops_offer 'event type' EVENT_TYPES; }
-"""
-QUEUE_NAMES = {"bash": "_celops_queues", "zsh": "_celops_queues"}
-WORKER_NAMES = {"bash": "_celops_workers", "zsh": "_celops_workers"}
-EVENT_TYPE_NAMES = {"bash": "_celops_event_types", "zsh": "_celops_event_types"}
-
-
-def completion_preamble():
-    """The helpers above, by shell, with the event types of the vocabulary filled in (for shtab's preamble)."""
-    from celops.records import EVENT_TYPES
-
-    return {"bash": _COMPLETION_BASH.replace("EVENT_TYPES", "\n".join(EVENT_TYPES)),
-            "zsh": _COMPLETION_ZSH.replace("EVENT_TYPES", " ".join(EVENT_TYPES))}
-
-
-def complete_with(action, completer):
-    """Attach a completer (QUEUE_NAMES, WORKER_NAMES, EVENT_TYPE_NAMES) to an argparse action."""
-    action.complete = completer
-    return action
-
-
-class _ParserExit(Exception):
-    def __init__(self, status):
-        self.status = status
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -146,7 +50,7 @@ class CommandParser(argparse.ArgumentParser):
     def exit(self, status=0, message=None):
         if message:
             self._print_message(message, sys.stderr)
-        raise _ParserExit(status)
+        raise ParserExit(status)
 
     def error(self, message):
         raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
@@ -189,6 +93,14 @@ def command_parser(prog, description, *, broker=True, timeout=None, timeout_help
 
 OUTPUT_FORMATS = {"ndjson": "NDJSON records", "table": "an aligned table for people",
                   "tsv": "tab-separated columns with a heading line"}
+
+
+def add_destination_option(group, meaning):
+    """``-d/--destination W1@HOST,W2@HOST``: worker names, comma-separated and repeatable, completed from the
+    workers that answer; ``meaning`` says what naming them does."""
+    complete_with(group.add_argument(
+        "-d", "--destination", action="extend", type=name_list("worker name"), metavar="W1@HOST,W2@HOST",
+        help=meaning), WORKER_NAMES)
 
 
 def add_format_option(group, formats):
@@ -337,167 +249,3 @@ def name_problem(text):
     if any(ord(char) < 32 or ord(char) == 127 for char in text):
         return "control character in"
     return None
-
-
-class IO:
-    """The streams a command uses: binary stdin/stdout, text stderr. Tests inject their own."""
-
-    def __init__(self, stdin=None, stdout=None, stderr=None):
-        self.stdin = stdin if stdin is not None else sys.stdin.buffer
-        self.stdout = stdout if stdout is not None else sys.stdout.buffer
-        self.stderr = stderr if stderr is not None else sys.stderr
-
-    def stdout_is_tty(self):
-        return _isatty(self.stdout)
-
-    def stdin_is_tty(self):
-        return _isatty(self.stdin)
-
-    def stderr_is_tty(self):
-        return _isatty(self.stderr)
-
-
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class Context:
-    """What ``run`` gets: the parsed args, the streams, and shared helpers."""
-
-    def __init__(self, prog, args, io):
-        self.prog = prog
-        self.args = args
-        self.io = io
-        self._out = None
-        self._broker = None
-
-    @property
-    def out(self):
-        """The record writer on stdout: NDJSON (flushed per line on a TTY or with -u), or a table or TSV."""
-        if self._out is None:
-            terminal = self.io.stdout_is_tty()
-            output_format = getattr(self.args, "format", None) or ("table" if terminal else "ndjson")
-            unbuffered = getattr(self.args, "unbuffered", False)  # a command that writes no records has no -u
-            if output_format in ("table", "tsv"):
-                from celops.core.render import writer
-
-                self._out = writer(self.io.stdout, output_format, terminal, unbuffered)
-            else:
-                from celops.core.ndjson import Writer
-
-                self._out = Writer(self.io.stdout, flush_each=unbuffered or terminal)
-        return self._out
-
-    def flush(self):
-        """Flush what was written so far (a table draws its batch), if anything was."""
-        if self._out is not None:
-            self._out.flush()
-
-    @property
-    def broker(self):
-        """The resolved broker (see ``celops.core.broker.resolve``)."""
-        if self._broker is None:
-            from celops.core.broker import resolve
-
-            self._broker = resolve(self.args, os.environ)
-            if getattr(self.args, "debug", False):
-                self._broker.trace = lambda message: self.warn(f"debug: {message}")
-        return self._broker
-
-    def reader(self):
-        from celops.core.ndjson import Reader
-
-        return Reader(self.args.files, self.io.stdin, self.warn, strict=self.args.strict)
-
-    def warn(self, message):
-        """A diagnostic line on stderr: ``PROG: message``."""
-        self.io.stderr.write(f"{self.prog}: {message}\n")
-        self.io.stderr.flush()
-
-    def error(self, message):
-        self.warn(f"error: {message}")
-
-
-def execute(build_parser, run, argv=None, io=None):
-    """Parse ``argv``, call ``run(ctx)``, and map every ending onto one exit status."""
-    io = io or IO()
-    parser = build_parser()
-    parser.io = io
-    argv = sys.argv[1:] if argv is None else list(argv)
-    ctx = Context(parser.prog, None, io)
-    try:
-        ctx.args = parser.parse_args(argv)
-        from celops.core.proctitle import hide_passwords
-
-        hide_passwords(argv)
-        status = run(ctx)
-        ctx.flush()
-        return int(status if status is not None else ExitStatus.OK)
-    except _ParserExit as exc:
-        return exc.status
-    except BrokenPipeError:
-        _quiet_closed_stdout(io)
-        return ExitStatus.OK
-    except KeyboardInterrupt:
-        _write_records_so_far(ctx)
-        return ExitStatus.INTERRUPTED
-    except CelopsError as exc:
-        _write_records_so_far(ctx)
-        ctx.error(str(exc))
-        if _debugging(ctx, argv):
-            _print_traceback(io)
-        return exc.status
-    except ModuleNotFoundError as exc:
-        _write_records_so_far(ctx)
-        ctx.error(str(MissingDependency(exc.name)))
-        return MissingDependency.status
-    except Exception as exc:  # the last line of defence: one line, no traceback
-        _write_records_so_far(ctx)
-        if _debugging(ctx, argv):
-            _print_traceback(io)
-        else:
-            from celops.core.redact import redact_url
-
-            ctx.error(redact_url(f"internal error: {type(exc).__name__}: {exc} (--debug shows where)"))
-        return ExitStatus.SOFTWARE
-
-
-def _write_records_so_far(ctx):
-    """Write the records a failed or interrupted command still buffers: what it printed before it stopped
-    stands (a closed pipe or a second Ctrl-C meanwhile loses them quietly)."""
-    try:
-        ctx.flush()
-    except BrokenPipeError:
-        _quiet_closed_stdout(ctx.io)
-    except (OSError, ValueError, KeyboardInterrupt):
-        pass
-
-
-def _debugging(ctx, argv):
-    """--debug as argparse understood it (prefixes like --debu included), or as typed if parsing failed."""
-    if ctx.args is not None:
-        return bool(getattr(ctx.args, "debug", False))
-    return "--debug" in argv
-
-
-def _print_traceback(io):
-    import traceback
-
-    traceback.print_exc(file=io.stderr)
-
-
-def _quiet_closed_stdout(io):
-    """Point fd 1 at /dev/null so the interpreter's final flush cannot complain.
-
-    This is the recipe from the Python docs (signal module, "Note on SIGPIPE").
-    """
-    try:
-        fd = io.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)

@@ -79,7 +79,7 @@ class RabbitTransport(Transport):
         return AmqpMailbox(self.broker, timeout)
 
     def event_source(self, args):
-        from celops.core.events import AmqpEventSource
+        from celops.core.amqp_events import AmqpEventSource
 
         return AmqpEventSource(self.broker, args)
 

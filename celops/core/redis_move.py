@@ -213,10 +213,11 @@ class RedisQueueWork:
         ``take`` None is a dry run: every selected message is yielded.
         ``finish`` runs as each message is read, whether it goes or not.
 
-        Two cores examine a chunk (``two_cores``): its head here, its tail in
-        a helper. The head is taken while the helper works; the tail is read
-        again after (watched, as every chunk is before its take) and taken as
-        examined only if it is still what the helper was given.
+        Two cores examine the messages (``two_cores``): a chunk's head here,
+        its tail in a helper. Each read also reads the next chunk's tail
+        ahead, for the helper to work on while this process takes the chunk:
+        those results are used only if the next chunk's tail, read afresh
+        (and watched), is the same bytes.
         """
         from celops.core.two_cores import TwoCores
 
@@ -224,46 +225,50 @@ class RedisQueueWork:
         with TwoCores(self._examiner(selection, take, finish)) as cores:
             for index, key in enumerate(self.keys):
                 position = 0  # delivery position in this list of the next message not yet seen
+                ahead = None  # (ticket, messages): the next chunk's tail as read ahead, in the helper's hands
                 while remaining is None or remaining > 0:
                     size = CHUNK if remaining is None or selection.filtered else min(CHUNK, remaining)
-                    chunk = self._read(key, position, size, take is not None)
-                    part, tail, tail_results = cores.split(chunk)
-                    results = cores.work(part)
-                    while True:
-                        finished, prepared = [], []
-                        oldest = position == 0  # so far the picked are the oldest of the list, one after the other
-                        for raw, result in zip(part, results):
-                            if remaining is not None and len(finished) >= remaining:
-                                break
-                            if result is None:
-                                oldest = False
-                            else:
-                                finished.append(result[0])
-                                prepared.append((raw, result[1]))
-                        went = [True] * len(finished) if take is None else take.apply(index, prepared, oldest)
-                        gone = 0
-                        for item, flag in zip(finished, went):
-                            if flag:
-                                gone += 1
-                                yield item
-                        if remaining is not None:
-                            remaining -= gone
-                        position += len(part) - (0 if take is None else gone)
-                        if not tail or (remaining is not None and remaining <= 0):
+                    cut = cores.cut(size)
+                    # The next chunk starts where this one ends, in the list as read now, whatever the take
+                    # removes of this one (it removes nothing else). Its size is known only without a limit.
+                    next_tail = (position + size + cut, position + 2 * size) if size == CHUNK else None
+                    chunk, read_ahead = self._read(key, position, size, take is not None, next_tail)
+                    head, tail = chunk[:cut], chunk[cut:]
+                    ticket = ahead[0] if ahead is not None and ahead[1] == tail else cores.submit(tail)
+                    ahead = (cores.submit(read_ahead), read_ahead) if read_ahead else None
+                    finished, prepared = [], []
+                    oldest = position == 0  # so far the picked are the oldest of the list, one after the other
+                    for raw, result in zip(chunk, cores.work(head) + cores.results(ticket, tail)):
+                        if remaining is not None and len(finished) >= remaining:
                             break
-                        given, tail = tail, None
-                        part = self._read(key, position, len(given), True) if take is not None else given
-                        results = tail_results() if part == given else cores.work(part)
+                        if result is None:
+                            oldest = False
+                        else:
+                            finished.append(result[0])
+                            prepared.append((raw, result[1]))
+                    went = [True] * len(finished) if take is None else take.apply(index, prepared, oldest)
+                    gone = 0
+                    for item, flag in zip(finished, went):
+                        if flag:
+                            gone += 1
+                            yield item
+                    if remaining is not None:
+                        remaining -= gone
+                    position += len(chunk) - (0 if take is None else gone)
                     if len(chunk) < size:
                         break
 
-    def _read(self, key, position, size, watch):
-        """``size`` messages of list ``key`` from delivery ``position`` on, in delivery order; ``watch``: with
-        the list watched from before the read, so that a take may trim the oldest in one transaction."""
-        read = ("LRANGE", key, -(position + size), -(position + 1))
-        chunk = self.client.checked(("UNWATCH",), ("WATCH", key), read)[-1] if watch else self.client.call(*read)
-        chunk.reverse()
-        return chunk
+    def _read(self, key, position, size, watch, ahead=None):
+        """``size`` messages of list ``key`` from delivery ``position`` on, and those between the delivery
+        positions ``ahead`` (a pair, or None), each in delivery order. ``watch``: with the list watched from
+        before the read, so that a take may trim the oldest in one transaction."""
+        reads = [("LRANGE", key, -(start + count), -(start + 1)) for start, count in
+                 [(position, size)] + ([(ahead[0], ahead[1] - ahead[0])] if ahead else [])]
+        replies = self.client.checked(("UNWATCH",), ("WATCH", key), *reads)[2:] if watch \
+            else self.client.checked(*reads)
+        for reply in replies:
+            reply.reverse()
+        return replies[0], (replies[1] if ahead else None)
 
     def _examiner(self, selection, take, finish):
         """The function of a chunk that decodes each message: None when it is not selected, else
@@ -271,14 +276,15 @@ class RedisQueueWork:
         second pass over a chunk costs a third more)."""
         from celops.core.decode import redis_message_and_envelope
 
-        queue, matches = self.queue, selection.matches
+        queue = self.queue
+        matches = selection.matches if selection.filtered else None  # unfiltered, every message is selected
         prepare = take.prepare if take is not None else lambda record, raw, envelope: None
 
         def examine(chunk):
             results = []
             for raw in chunk:
                 record, envelope = redis_message_and_envelope(queue, raw)
-                if matches(record):
+                if matches is None or matches(record):
                     results.append((record if finish is None else finish(record), prepare(record, raw, envelope)))
                 else:
                     results.append(None)

@@ -85,7 +85,7 @@ class RedisTransport(Transport):
         return RedisMailbox(self.broker, timeout, warn)
 
     def event_source(self, args):
-        from celops.core.events import RedisEventSource
+        from celops.core.redis_events import RedisEventSource
 
         if args.queue or args.ttl or args.expires:
             raise UsageError("--queue, --ttl and --expires apply to RabbitMQ only")

@@ -1,5 +1,5 @@
-"""A pure function over lists, run on two cores: the tail of each list in a forked helper process, the head
-here at the same time, the results in order.
+"""A pure function over lists, run on two cores: lists handed to a forked helper process are worked there
+while this process works on others, and their results come back in order.
 
 A move or removal on Redis spends its time decoding messages in Python
 (parse, record, re-address, encode: ~20 us each), one core's work while
@@ -10,23 +10,24 @@ When it cannot start, or dies, this process does its part: nothing it does
 can move, lose or repeat a message.
 """
 
+import collections
 import os
 import pickle
 import signal
 import struct
 
-HELPER_SHARE = 0.6  # of each list, the helper's part: this process also talks to the broker meanwhile
-MIN_ITEMS = 200  # a shorter list is done here: the round trip to the helper would cost more than it saves
+HELPER_SHARE = 0.6  # of each chunk, the helper's part: this process also talks to the broker
+MIN_ITEMS = 100  # fewer are worked here: the round trip to the helper would cost more than it saves
 _SIZE = struct.Struct("<Q")
 
 
 class TwoCores:
-    """``work(items) -> [result per item]``, on two cores: ``split(items)`` starts the helper on the tail of
-    ``items`` and leaves the head to this process, which calls ``work`` on it meanwhile. A context manager
-    (ends the helper).
+    """``work(items) -> [result per item]`` on two cores: ``submit(items)`` hands a list to the helper and
+    returns a ticket; ``results(ticket, items)`` gives its results. A context manager (ends the helper).
 
     ``work`` must be pure (it runs in the helper on a copy of this process's
     memory as it was when the helper started) and its results picklable.
+    Lists submitted and never asked for are dropped when a later one is.
     """
 
     def __init__(self, work):
@@ -34,7 +35,8 @@ class TwoCores:
         self.pid = None
         self.to_helper = self.from_helper = None
         self.given_up = False
-        self.pending = None  # the tail the helper is working on, until its results are read
+        self.submitted = 0
+        self.pending = collections.deque()  # tickets whose results the helper has yet to hand back
 
     def __enter__(self):
         return self
@@ -42,33 +44,36 @@ class TwoCores:
     def __exit__(self, *exc_info):
         self.close()
 
-    def split(self, items):
-        """``(head, tail, tail_results)``: the helper starts on ``tail`` (empty when ``items`` are few or there
-        is no helper); ``tail_results()`` returns its results, or computes them here if the helper died."""
-        self._discard_pending()
+    @staticmethod
+    def cut(size):
+        """Where a chunk of ``size`` is split: the head is worked here, the tail submitted."""
+        return size - int(size * HELPER_SHARE)
+
+    def submit(self, items):
+        """Start the helper on ``items`` (when they are enough and there is a helper): a ticket, or None."""
         if len(items) < MIN_ITEMS or not self._helper_running():
-            return items, [], list
-        cut = len(items) - int(len(items) * HELPER_SHARE)
-        tail = items[cut:]
+            return None
         try:
-            _send(self.to_helper, tail)
+            _send(self.to_helper, items)
         except OSError:
             self.close()
-            return items, [], list
-        self.pending = tail
-        return items[:cut], tail, self._tail_results
+            return None
+        self.submitted += 1
+        self.pending.append(self.submitted)
+        return self.submitted
 
-    def _tail_results(self):
-        tail, self.pending = self.pending, None
-        try:
-            return _receive(self.from_helper)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
-            self.close()
-            return self.work(tail)
-
-    def _discard_pending(self):
-        if self.pending is not None:
-            self._tail_results()
+    def results(self, ticket, items):
+        """The results for ``items``: the helper's (``ticket``: what ``submit`` returned for them), or, without
+        a ticket or a helper, worked out here."""
+        while ticket is not None and self.pending and self.pending[0] <= ticket:
+            try:
+                results = _receive(self.from_helper)
+            except (OSError, ValueError, EOFError, pickle.UnpicklingError):
+                self.close()
+                break
+            if self.pending.popleft() == ticket:
+                return results
+        return self.work(items)
 
     def _helper_running(self):
         if self.pid is None and not self.given_up:
@@ -105,6 +110,7 @@ class TwoCores:
 
     def close(self):
         """End the helper (at once: it holds nothing worth waiting for)."""
+        self.pending.clear()
         if self.pid is None:
             return
         for stream in (self.to_helper, self.from_helper):
@@ -118,12 +124,26 @@ class TwoCores:
 
 
 def _serve(work, requests, replies):
-    """The helper's loop: lists in, results out, until the parent closes its end."""
-    while True:
+    """The helper's loop: lists in, results out, until the parent closes its end.
+
+    A thread takes the lists in as they come, so the parent's sends never
+    wait on the helper's replies (which wait on the parent): no pipe size can
+    deadlock them.
+    """
+    import queue
+    import threading
+
+    lists = queue.SimpleQueue()
+
+    def take_in():
         try:
-            items = _receive(requests)
-        except EOFError:
-            return
+            while True:
+                lists.put(_receive(requests))
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
+            lists.put(None)
+
+    threading.Thread(target=take_in, daemon=True).start()
+    while (items := lists.get()) is not None:
         _send(replies, work(items))
 
 
@@ -152,7 +172,7 @@ def _read_exactly(stream, size):
 
 
 def _widen(end):
-    """A 1 MiB pipe (Linux) rather than 64 KiB: a chunk's results pass in a few writes, not dozens."""
+    """A 1 MiB pipe (Linux) rather than 64 KiB: a chunk passes in a few writes, not dozens."""
     try:
         import fcntl
 
