@@ -14,7 +14,6 @@ brokers; >= 50k messages/s within one Redis.
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
@@ -22,9 +21,8 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import child_env, print_table  # noqa: E402
+from bench.common import child_env, print_table, private_redis_and_vhost  # noqa: E402
 from tests.queue_support import publish  # noqa: E402
-from tests.support import RabbitVhost, RedisServer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUEUE = "bench"
@@ -74,42 +72,36 @@ def rabbit_ready(vhost):
 
 def main(argv):
     count = int(argv[0]) if argv else 100_000
-    with tempfile.TemporaryDirectory() as workdir:
-        server = RedisServer(workdir).start()
-        vhost = RabbitVhost().create()
-        try:
-            source, other = server.url(1), server.url(2)
-            bin_move = [os.path.join(ROOT, "bin", "cq-move"), "-b", source, "-Q", QUEUE, "-f"]
-            rows = []
-            fill(source, count)
-            within = timed([*bin_move, "--to", f"{QUEUE}-moved"])
-            fill(source, count)
-            contrib = contrib_move(source, count)
-            redis.Redis.from_url(other).flushdb()
-            fill(source, count)
-            migrate_redis = timed([sys.executable, "-m", "celery", "migrate", "-Q", QUEUE, "-a", "-t", "2",
-                                   source, other]) - 2.0
-            rows.append(["Redis -> Redis (one server)", f"{count / within:,.0f}", f"{count / contrib:,.0f}",
-                         f"{count / migrate_redis:,.0f}", f"{migrate_redis / within:.1f}x"])
-            # Redis -> RabbitMQ: the queue declared by a kombu consumer, as a worker would
-            from kombu import Connection, Queue
+    with private_redis_and_vhost() as (server, vhost):
+        source, other = server.url(1), server.url(2)
+        bin_move = [os.path.join(ROOT, "bin", "cq-move"), "-b", source, "-Q", QUEUE, "-f"]
+        rows = []
+        fill(source, count)
+        within = timed([*bin_move, "--to", f"{QUEUE}-moved"])
+        fill(source, count)
+        contrib = contrib_move(source, count)
+        redis.Redis.from_url(other).flushdb()
+        fill(source, count)
+        migrate_redis = timed([sys.executable, "-m", "celery", "migrate", "-Q", QUEUE, "-a", "-t", "2",
+                               source, other]) - 2.0
+        rows.append(["Redis -> Redis (one server)", f"{count / within:,.0f}", f"{count / contrib:,.0f}",
+                     f"{count / migrate_redis:,.0f}", f"{migrate_redis / within:.1f}x"])
+        # Redis -> RabbitMQ: the queue declared by a kombu consumer, as a worker would
+        from kombu import Connection, Queue
 
-            with Connection(vhost.url()) as connection:
-                Queue(QUEUE, channel=connection.default_channel).declare()
-            fill(source, count)
-            between = timed([*bin_move, "--to-broker", vhost.url()])
-            moved = rabbit_ready(vhost)
-            fill(source, count)
-            migrate_rabbit = timed([sys.executable, "-m", "celery", "migrate", "-Q", QUEUE, "-a", "-t", "2",
-                                    source, vhost.url()]) - 2.0
-            rows.append(["Redis -> RabbitMQ", f"{count / between:,.0f}", "-", f"{count / migrate_rabbit:,.0f}",
-                         f"{migrate_rabbit / between:.1f}x"])
-            print(f"{count} messages; messages/s (higher is better); ratio: cq-move vs celery migrate")
-            print_table(["move", "cq-move", "contrib.migrate.move", "celery migrate", "ratio"], rows)
-            print(f"RabbitMQ received {moved} from cq-move and {rabbit_ready(vhost) - moved} from celery migrate")
-        finally:
-            vhost.delete()
-            server.stop()
+        with Connection(vhost.url()) as connection:
+            Queue(QUEUE, channel=connection.default_channel).declare()
+        fill(source, count)
+        between = timed([*bin_move, "--to-broker", vhost.url()])
+        moved = rabbit_ready(vhost)
+        fill(source, count)
+        migrate_rabbit = timed([sys.executable, "-m", "celery", "migrate", "-Q", QUEUE, "-a", "-t", "2",
+                                source, vhost.url()]) - 2.0
+        rows.append(["Redis -> RabbitMQ", f"{count / between:,.0f}", "-", f"{count / migrate_rabbit:,.0f}",
+                     f"{migrate_rabbit / between:.1f}x"])
+        print(f"{count} messages; messages/s (higher is better); ratio: cq-move vs celery migrate")
+        print_table(["move", "cq-move", "contrib.migrate.move", "celery migrate", "ratio"], rows)
+        print(f"RabbitMQ received {moved} from cq-move and {rabbit_ready(vhost) - moved} from celery migrate")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import redis
@@ -28,10 +27,9 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import child_env, print_table  # noqa: E402
+from bench.common import child_env, print_table, private_redis_and_vhost  # noqa: E402
 from celops.core.broker import Broker  # noqa: E402
 from tests.queue_support import publish  # noqa: E402
-from tests.support import RabbitVhost, RedisServer  # noqa: E402
 
 QUEUE = "bench"
 REPEAT = 5
@@ -91,39 +89,33 @@ def medians(rounds):
 
 def main(argv):
     count = int(argv[0]) if argv else 100_000
-    with tempfile.TemporaryDirectory() as workdir:
-        server = RedisServer(workdir).start()
-        vhost = RabbitVhost().create()
-        try:
-            url = server.url(1)
-            celery_purge = [sys.executable, "-m", "celery", "-b", url, "purge", "-f", "-Q", QUEUE]
-            ours = medians([redis_round(url, count, [CQ_PURGE, "-b", url, "-Q", QUEUE, "-f"])
-                            for _ in range(REPEAT)])
-            theirs = medians([redis_round(url, count, celery_purge) for _ in range(REPEAT)])
-            rows = [[f"Redis, {count} messages over 4 priority lists", f"{ours[0]:.3f} s", f"{theirs[0]:.3f} s",
-                     f"{theirs[0] / ours[0]:.1f}x"],
-                    ["  Redis blocked by the command that frees them", f"{ours[1]:,.0f} us (UNLINK)",
-                     f"{theirs[1]:,.0f} us (DEL)", f"{theirs[1] / max(ours[1], 1):.0f}x"]]
-            rabbit = []
-            for argv_ in ([CQ_PURGE, "-b", vhost.url(), "-Q", QUEUE, "-f"],
-                          [sys.executable, "-m", "celery", "-b", vhost.url(), "purge", "-f", "-Q", QUEUE]):
-                times = []
-                for _ in range(REPEAT):
-                    fill_rabbit(vhost, min(count, 20_000))
-                    times.append(run(argv_))
-                rabbit.append(statistics.median(times))
-            rows.append([f"RabbitMQ, {min(count, 20_000)} messages", f"{rabbit[0]:.3f} s", f"{rabbit[1]:.3f} s",
-                         f"{rabbit[1] / rabbit[0]:.1f}x"])
-            drops = []
+    with private_redis_and_vhost() as (server, vhost):
+        url = server.url(1)
+        celery_purge = [sys.executable, "-m", "celery", "-b", url, "purge", "-f", "-Q", QUEUE]
+        ours = medians([redis_round(url, count, [CQ_PURGE, "-b", url, "-Q", QUEUE, "-f"])
+                        for _ in range(REPEAT)])
+        theirs = medians([redis_round(url, count, celery_purge) for _ in range(REPEAT)])
+        rows = [[f"Redis, {count} messages over 4 priority lists", f"{ours[0]:.3f} s", f"{theirs[0]:.3f} s",
+                 f"{theirs[0] / ours[0]:.1f}x"],
+                ["  Redis blocked by the command that frees them", f"{ours[1]:,.0f} us (UNLINK)",
+                 f"{theirs[1]:,.0f} us (DEL)", f"{theirs[1] / max(ours[1], 1):.0f}x"]]
+        rabbit = []
+        for argv_ in ([CQ_PURGE, "-b", vhost.url(), "-Q", QUEUE, "-f"],
+                      [sys.executable, "-m", "celery", "-b", vhost.url(), "purge", "-f", "-Q", QUEUE]):
+            times = []
             for _ in range(REPEAT):
-                fill_redis(url, count)
-                drops.append(run([CQ_PURGE, "-b", url, "-Q", QUEUE, "-f", "--drop", str(count // 2)]))
-            rows.append([f"Redis, --drop {count // 2} of {count}", f"{statistics.median(drops):.3f} s", "-", "-"])
-            print(f"median of {REPEAT}; whole processes, start-up included; ratio: celery's over cq-purge's")
-            print_table(["purge", "cq-purge", "celery purge", "ratio"], rows)
-        finally:
-            vhost.delete()
-            server.stop()
+                fill_rabbit(vhost, min(count, 20_000))
+                times.append(run(argv_))
+            rabbit.append(statistics.median(times))
+        rows.append([f"RabbitMQ, {min(count, 20_000)} messages", f"{rabbit[0]:.3f} s", f"{rabbit[1]:.3f} s",
+                     f"{rabbit[1] / rabbit[0]:.1f}x"])
+        drops = []
+        for _ in range(REPEAT):
+            fill_redis(url, count)
+            drops.append(run([CQ_PURGE, "-b", url, "-Q", QUEUE, "-f", "--drop", str(count // 2)]))
+        rows.append([f"Redis, --drop {count // 2} of {count}", f"{statistics.median(drops):.3f} s", "-", "-"])
+        print(f"median of {REPEAT}; whole processes, start-up included; ratio: celery's over cq-purge's")
+        print_table(["purge", "cq-purge", "celery purge", "ratio"], rows)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """What the benchmarks share: child environments and repeated timings."""
 
+import contextlib
 import os
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,6 +34,24 @@ def print_table(header, rows):
     widths = [max(len(str(line[i])) for line in rows + [header]) for i in range(len(header))]
     for line in [header] + rows:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+@contextlib.contextmanager
+def private_redis_and_vhost():
+    """``(RedisServer, RabbitVhost)``: a private redis-server on a free port and a private RabbitMQ vhost, both
+    gone afterwards."""
+    from tests.support import RabbitVhost, RedisServer
+
+    with tempfile.TemporaryDirectory() as workdir:
+        server = RedisServer(workdir).start()
+        try:
+            vhost = RabbitVhost().create()
+            try:
+                yield server, vhost
+            finally:
+                vhost.delete()
+        finally:
+            server.stop()
 
 
 def exit_on_sigterm():
