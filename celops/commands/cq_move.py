@@ -74,7 +74,10 @@ def build_parser():
          "Task ids read from `cctl reserved --each` or `cctl active --each` are of tasks a worker already "
          "holds: they are not waiting in a queue and nothing matches them. "
          "A message that is not a kombu envelope moves within one Redis as it is, and stays (named in a "
-         "warning) when moving to another broker."),
+         "warning) when moving to another broker. "
+         "On Redis a second cq-move process runs beside the first while messages move: a helper that "
+         "decodes part of each chunk on another core. It talks to no broker and writes nothing; if it dies, "
+         "cq-move does its share itself. cq-purge's --task, --id and - use it too."),
         ("EXAMPLES",
          "  cq-move -Q video --to video-slow --task 'app.tasks.transcode*'\n"
          "  cq-peek video -n 0 | jq -c 'select(.retries > 3)' | cq-move -Q video --to quarantine -f -\n"

@@ -9,7 +9,7 @@ from binascii import a2b_base64
 
 from orjson import loads
 
-from celops.core.events import EventSource, is_event, socket_reason, error_record
+from celops.core.events import EventSource, error_record, is_event, socket_reason
 from celops.core.exits import BrokerUnavailable
 from celops.core.reconnect import Reconnection
 
@@ -98,13 +98,13 @@ class RedisEventSource(EventSource):
         ``resp.Redis`` does the connecting (TLS, AUTH, PING); its socket is then
         handed over to the raw reader.
         """
-        from celops.core.resp import Redis
+        from celops.core.resp import Redis, packed
 
         client = Redis.connect(self.broker, self.connect_timeout)
         sock = client.sock
         try:
             sock.settimeout(self.connect_timeout)
-            sock.sendall(client.pack(("PSUBSCRIBE", self.pattern)))
+            sock.sendall(packed(("PSUBSCRIBE", self.pattern)))
             expected = _psubscribe_reply(self.pattern)
             reply = _read_exactly(sock, len(expected))
             if reply != expected:
