@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from celops.commands import COMMANDS
+from celops.commands import COMMANDS, TOOLS
 from tests.support import ROOT, TlsProxy
 
 AMQP_PORT = 5672
@@ -99,4 +99,4 @@ def test_celops_completion_finds_the_installed_scripts(plain_venv, shell, regist
     result = subprocess.run([str(plain_venv / "celops-completion"), shell], capture_output=True, text=True,
                             timeout=60, env=env, cwd="/")
     assert result.returncode == 0, result.stderr
-    assert registration in result.stdout and result.stdout.count("AUTOMATICALLY GENERATED") == len(COMMANDS)
+    assert registration in result.stdout and result.stdout.count("AUTOMATICALLY GENERATED") == len(COMMANDS) + len(TOOLS)

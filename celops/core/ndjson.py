@@ -13,7 +13,7 @@ import uuid
 
 import orjson
 
-BLOCK_BYTES = 1 << 16  # records written at once off a terminal
+BLOCK_BYTES = 8192  # records written at once off a terminal: as Python's own buffer would
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: longer lines are errors, not memory blow-ups
 BOM = b"\xef\xbb\xbf"
 
