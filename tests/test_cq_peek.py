@@ -129,6 +129,22 @@ def test_an_unknown_queue_is_named_on_both_brokers(broker_url, unique):
     assert f"unknown queue '{unique}-typo'" in result.stderr
 
 
+def test_a_compressed_body_is_decoded_and_a_zip_bomb_is_named_not_inflated(fresh_redis_url, unique):
+    """kombu's zlib compression is decoded; a body that would inflate to 200 MiB is stopped at 64 MiB."""
+    (task_id,) = publish(fresh_redis_url, [(unique, 0, (2, 3))])
+    client = redis.Redis.from_url(fresh_redis_url)
+    envelope = orjson.loads(client.rpop(unique))
+    zeros = zlib.compressobj()
+    bomb = b"".join(zeros.compress(bytes(1 << 20)) for _ in range(200)) + zeros.flush()
+    for body in (zlib.compress(base64.b64decode(envelope["body"])), bomb):
+        client.lpush(unique, orjson.dumps(dict(envelope, body=base64.b64encode(body).decode(),
+                                               headers=dict(envelope["headers"], compression="application/x-gzip"))))
+    result = run_command(cq_peek.main, ["-b", fresh_redis_url, unique])
+    good, bad = (orjson.loads(line) for line in result.stdout.splitlines())
+    assert (good["uuid"], good["args"], "error" in good) == (task_id, [2, 3], False)
+    assert bad["uuid"] == task_id and "inflates past 64 MiB" in bad["error"] and bad["args"] is None
+
+
 # Fuzzing the decoder: no envelope, however odd, raises ---------------------------
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 64 - 1) | st.floats(allow_nan=False)

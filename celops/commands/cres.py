@@ -4,7 +4,9 @@ The backend is --backend URL, else $CELOPS_RESULT_BACKEND, else the -A app's
 result_backend; celery's own backend classes read it, with their key prefix,
 serializer and table names, so every backend celery supports can look up ids.
 Tested: Redis, and SQLAlchemy databases (db+sqlite://, db+postgresql://; pip
-install 'celops[db]'). No task code is imported.
+install 'celops[db]'). No task code is imported, except with -A: the app's
+module is imported to read its settings, with whatever it imports itself
+(tasks defined in it included); --backend without -A imports nothing of yours.
 
 cres ID... (or cres - reading ids, or records with a uuid, from standard
 input) prints one result record per id, in order; an id the backend does not

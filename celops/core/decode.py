@@ -11,8 +11,32 @@ import zlib
 
 import orjson
 
-_DECOMPRESS = {"application/x-gzip": zlib.decompress, "gzip": zlib.decompress, "zlib": zlib.decompress,
-               "application/x-bz2": bz2.decompress, "bzip2": bz2.decompress}
+MAX_BODY_BYTES = 64 << 20  # a compressed body that inflates past this is named, not decoded (a zip bomb)
+
+
+def _inflate(body):
+    """zlib (kombu's gzip and zlib), at most MAX_BODY_BYTES."""
+    inflater = zlib.decompressobj()
+    data = inflater.decompress(body, MAX_BODY_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"it inflates past {MAX_BODY_BYTES >> 20} MiB")
+    if not inflater.eof:
+        raise ValueError("the compressed body is cut short")
+    return data
+
+
+def _bunzip(body):
+    """bzip2, at most MAX_BODY_BYTES."""
+    unzipper = bz2.BZ2Decompressor()
+    data = unzipper.decompress(body, MAX_BODY_BYTES)
+    if not unzipper.eof:
+        raise ValueError(f"it inflates past {MAX_BODY_BYTES >> 20} MiB" if not unzipper.needs_input
+                         else "the compressed body is cut short")
+    return data
+
+
+_DECOMPRESS = {"application/x-gzip": _inflate, "gzip": _inflate, "zlib": _inflate,
+               "application/x-bz2": _bunzip, "bzip2": _bunzip}
 _NOT_DECODED = {"application/x-python-serialize": "pickle", "application/x-msgpack": "msgpack",
                 "application/x-yaml": "yaml"}
 
