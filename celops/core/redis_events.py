@@ -63,13 +63,19 @@ class RedisEventSource(EventSource):
                 _shut(handover[0])  # its reader writes the switch, with the events since then unknown
             try:
                 if client is None or client.url != self.broker.url:
+                    if client is not None:
+                        client.close()  # the old master's: one connection per check, not one more per failover
                     client = Redis.connect_in_use(self.broker, self.connect_timeout)  # checks ROLE too
                 self.broker.transport.still_master(client, self.connect_timeout)
             except BrokerUnavailable as exc:
+                if client is not None:
+                    client.close()
                 client = None
                 with self._switching:
                     if self._handover is None and not self._reconnecting:
                         self._hand_over(exc.reason)
+        if client is not None:
+            client.close()
 
     def _hand_over(self, reason):
         """Subscribe on the master the Sentinels name now and read it too; the old socket is read until it closes.
