@@ -15,7 +15,6 @@ from collections import namedtuple
 from celops.checks.facts import Missing
 
 AREAS = ("broker", "workers", "queues", "tasks", "config")
-SEVERITIES = ("ok", "info", "warn", "crit", "unknown")
 # How bad each is: the worst finding sets the exit status and a check's gauge.
 RANK = {"ok": 0, "info": 1, "unknown": 2, "warn": 3, "crit": 4}
 # The value of celops_check_severity (--format prom) for a check's worst finding.

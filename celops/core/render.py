@@ -28,7 +28,6 @@ from celops.records import RECORDS
 
 BATCH_LIMIT = 500  # records held at most before they are drawn, however long the command waits to flush
 FALLBACK_WIDTH = 80
-DETAILS = "details"
 
 _RED, _GREEN, _YELLOW, _BOLD, _RESET = "\033[31m", "\033[32m", "\033[33m", "\033[1m", "\033[0m"
 # Values of the "type" and "state" columns that deserve a colour.
